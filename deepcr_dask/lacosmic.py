@@ -1,0 +1,44 @@
+"""An astroscrappy-shaped drop-in: ``detect_cosmics(indat, inmask) -> (crmask, cleanarr)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cleaner import get_cleaner
+
+__all__ = ["detect_cosmics"]
+
+
+def detect_cosmics(
+    indat,
+    inmask=None,
+    *,
+    model: str = "ACS-WFC",
+    threshold: float = 0.5,
+    inpaint_model: str | None = None,
+    device: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detect and clean cosmic rays, returning astroscrappy's ``(crmask, cleanarr)``.
+
+    Parameters
+    ----------
+    indat : 2-D array
+        Image in the units ``model`` expects (electrons for the HST models).
+    inmask : 2-D bool array, optional
+        Bad pixels, as astroscrappy's ``inmask``: never flagged and never used to fill neighbours.
+    model : str
+        Mask model name or weight path.
+    threshold : float
+        Probability threshold.
+    inpaint_model : str, optional
+        Inpaint network; a local median of good pixels when None.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Returns
+    -------
+    crmask : bool array
+    cleanarr : float32 array
+    """
+    cleaner = get_cleaner(model, inpaint_model, device)
+    return cleaner.clean(indat, threshold=threshold, inpaint=True, ignore=inmask)
