@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .cleaner import Cleaner
+from .cluster import make_cluster
 from .engine import clean_dask
 from .errors import DeepCRDaskError, InputError, ModelError
 from .lacosmic import detect_cosmics
@@ -19,4 +20,5 @@ __all__ = [
     "clean_dask",
     "detect_cosmics",
     "list_models",
+    "make_cluster",
 ]

@@ -102,7 +102,8 @@ def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...
         else:
             merged.append(size)
     if len(merged) > 1 and merged[-1] < minimum:
-        merged[-2] += merged.pop()
+        last = merged.pop()
+        merged[-1] += last
     return tuple(merged)
 
 

@@ -256,10 +256,10 @@ class LoadedModel:
 
 
 def build_network(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path | str) -> UNet:
-    net = spec.architecture.build()
     try:
+        net = spec.architecture.build()
         net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise ModelError(f"{path}: weights do not fit a {spec.architecture}: {str(exc).splitlines()[0]}") from None
     return net.eval()
 

@@ -1,0 +1,132 @@
+"""clean_dask on a real LocalCluster: equivalence with the Cleaner, one model load per worker, laziness."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from conftest import real_file, synthetic_frame
+from distributed import Client, LocalCluster
+
+import deepcr_dask as dcr
+from deepcr_dask.devices import resolve_device, resolve_precision
+from deepcr_dask.engine import load_count
+from deepcr_dask.errors import InputError, ModelError
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def _reference(image, mask="ACS-WFC", inpaint=None):
+    cleaner = dcr.Cleaner(mask, inpaint=inpaint, device="cpu")
+    return (*cleaner.clean(image), cleaner.probability(image))
+
+
+def _compute_and_compare(image, chunks, reference, **kw):
+    ref_mask, ref_clean, ref_prob = reference
+    mask, cleaned, prob = dcr.clean_dask(da.from_array(image, chunks=chunks), return_probability=True,
+                                         device="cpu", **kw)
+    assert mask.chunks == da.from_array(image, chunks=chunks).chunks
+    mask, cleaned, prob = dask.compute(mask, cleaned, prob)
+    np.testing.assert_array_equal(mask, ref_mask)
+    np.testing.assert_allclose(prob, ref_prob, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(cleaned, ref_clean, rtol=1e-6, atol=1e-4)
+    return mask
+
+
+@pytest.mark.parametrize("inpaint", [None, "ACS-WFC-F606W-3-32"])
+def test_real_frame_any_chunking_equals_whole_image(client, inpaint):
+    with fits.open(real_file("wfpc2_u5780205r_c0f.fits")) as hdul:
+        chip = hdul[0].data[2].astype(np.float32) * 7.0  # electrons
+    reference = _reference(chip, inpaint=inpaint)
+    for chunks in [(200, 200), (64, 64), (57, 101), (20, 13)]:
+        mask = _compute_and_compare(chip, chunks, reference, inpaint=inpaint)
+        assert mask.sum() > 0
+
+
+@pytest.mark.slow
+def test_large_frame_four_chunkings(client):
+    image, truth = synthetic_frame((2048, 2048), seed=11, n_rays=400)
+    reference = _reference(image)
+    for chunks in [(1024, 1024), (257, 301), (2048, 700), (40, 2048)]:
+        mask = _compute_and_compare(image, chunks, reference)
+        assert (mask & truth).sum() > 0.5 * truth.sum()
+
+
+def test_model_loaded_once_per_worker_and_never_while_building(client):
+    images = [synthetic_frame((300, 260), seed=s)[0] for s in (12, 13)]
+    before_client = load_count()
+    lazy = [dcr.clean_dask(da.from_array(img, chunks=(100, 130)), mask="decam", device="cpu") for img in images]
+    assert load_count() == before_client  # building graphs loads nothing here
+    dask.compute(*lazy)
+    counts = client.run(load_count)
+    assert set(counts) == set(client.scheduler_info()["workers"])
+    # A second pair of images with the same model: no worker loads anything again.
+    dask.compute(*[dcr.clean_dask(da.from_array(img, chunks=(100, 130)), mask="decam", device="cpu")
+                   for img in images])
+    assert client.run(load_count) == counts
+    decam_builds = client.run(lambda: __import__("deepcr_dask").cleaner.get_cleaner.cache_info().misses)
+    assert all(n >= 1 for n in decam_builds.values())
+    assert set(client.run(lambda: __import__("torch").get_num_threads()).values()) == {1}
+
+
+def test_workers_that_join_later_load_the_model(client):
+    dcr.clean_dask(da.zeros((64, 64), chunks=32), mask="ACS-WFC-F606W-2-4", device="cpu")
+    cluster = client.cluster
+    cluster.scale(3)
+    client.wait_for_workers(3, timeout=120)
+    try:
+        new = [w for w in client.scheduler_info()["workers"]]
+        counts = client.run(load_count, workers=new)
+        assert all(count >= 1 for count in counts.values())
+    finally:
+        cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+
+
+def test_graph_building_computes_nothing():
+    def refuse(*args, **kwargs):
+        raise AssertionError("something was computed while building the graph")
+
+    image = da.from_array(synthetic_frame((128, 128), seed=14)[0], chunks=64)
+    with dask.config.set(scheduler=refuse):
+        mask, cleaned, prob = dcr.clean_dask(image, mask="WFC3-UVIS", device="cpu", return_probability=True)
+    assert mask.dtype == bool and cleaned.dtype == np.float32 and prob.shape == (128, 128)
+
+
+def test_threaded_scheduler_and_ignore_mask():
+    image, _ = synthetic_frame((150, 170), seed=15)
+    ignore = np.zeros(image.shape, bool)
+    ignore[40:45, 60:70] = True
+    reference = dcr.Cleaner("ACS-WFC", device="cpu").clean(image, ignore=ignore)
+    with dask.config.set(scheduler="threads"):
+        mask, cleaned = dask.compute(*dcr.clean_dask(da.from_array(image, chunks=(41, 77)), ignore=ignore,
+                                                     device="cpu"))
+    np.testing.assert_array_equal(mask, reference[0])
+    np.testing.assert_allclose(cleaned, reference[1], rtol=1e-6)
+
+
+def test_bad_dask_input_is_a_clear_error():
+    with pytest.raises(InputError, match="2-D"):
+        dcr.clean_dask(da.zeros((3, 8, 8)))
+
+
+def test_device_choice_without_cuda():
+    assert resolve_device("auto", cuda_available=False) == torch.device("cpu")
+    assert resolve_device("auto", cuda_available=True) == torch.device("cuda:0")
+    assert resolve_device("cuda", cuda_available=True) == torch.device("cuda:0")  # own CUDA_VISIBLE_DEVICES
+    assert resolve_device("cuda:1", cuda_available=True) == torch.device("cuda:1")
+    with pytest.raises(ModelError, match="not available"):
+        resolve_device("cuda", cuda_available=False)
+    with pytest.raises(ModelError, match="unknown device"):
+        resolve_device("tpu")
+    with pytest.raises(ModelError, match="only supported on CUDA"):
+        resolve_precision("float16", torch.device("cpu"))
+    assert resolve_precision("bfloat16", torch.device("cuda:0")) is torch.bfloat16
