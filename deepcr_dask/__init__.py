@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from ._version import __version__
+from .archive import process_archive
 from .cleaner import Cleaner
 from .cluster import make_cluster
 from .engine import clean_dask
 from .errors import DeepCRDaskError, InputError, ModelError
 from .lacosmic import detect_cosmics
 from .zoo import list_models
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Cleaner",
@@ -21,4 +21,5 @@ __all__ = [
     "detect_cosmics",
     "list_models",
     "make_cluster",
+    "process_archive",
 ]

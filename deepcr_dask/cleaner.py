@@ -220,6 +220,10 @@ class Cleaner:
         out = self._whole(image, ignore, want="clean" if inpaint else "mask", threshold=threshold)
         return out["mask"], out["cleaned"]
 
+    def run(self, image, threshold: float = 0.5, ignore=None) -> dict[str, np.ndarray]:
+        """Mask, cleaned image and probability from one pass: ``{"mask", "cleaned", "probability"}``."""
+        return self._whole(image, ignore, want="clean", threshold=threshold)
+
     def inpaint(self, image, mask, ignore=None) -> np.ndarray:
         """Replace the pixels of ``mask`` (inpaint network, or local median), float32."""
         data, ignored = prepare_image(image, ignore)

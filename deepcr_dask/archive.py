@@ -1,0 +1,342 @@
+"""Archive runs: discover FITS files, skip those already done, clean the rest on a Dask cluster.
+
+Each file is one task: the worker reads its chips (electrons + DQ ignore mask), cleans them with its
+resident Cleaner, and writes the cleaned FITS and Zarr groups itself, so pixels never travel through
+the driver. The driver keeps a bounded number of files in flight and records each result in the
+SQLite manifest as it lands. Cleaning a chip inside one task gives exactly ``clean_dask``'s result
+(both are whole-image exact); ``clean_dask`` is the tool for single images larger than a worker.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .cleaner import get_cleaner
+from .errors import InputError
+from .io import zarr as zarr_io
+from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ChipResult, SkipFile, inspect_file, read_chip, write_cleaned
+from .manifest import Manifest
+from .zoo import get_spec
+
+__all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file"]
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
+MANIFEST_NAME = "manifest.sqlite"
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """Per-file settings, shipped to the workers with each task."""
+
+    model: str | None = None  # None: chosen per file from INSTRUME / DETECTOR
+    inpaint: str | None = None
+    threshold: float | None = None  # None: the model's default
+    dq_bit: int = DEFAULT_CR_BIT
+    ignore_bits: int = DEFAULT_IGNORE_BITS
+    gain: float | None = None
+    write_fits: bool = True
+    crmask_extension: bool = False
+    probability: bool = False  # CRPROB extension and Zarr array
+    device: str = "auto"
+
+    def key(self) -> str:
+        """What must match for a previous result to count as done."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "device"}, sort_keys=True)
+
+
+@dataclass
+class ArchiveSummary:
+    """Outcome of :func:`process_archive`."""
+
+    done: list[str] = field(default_factory=list)
+    already_done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    cr_pixels: int = 0
+    pixels: int = 0
+    seconds: float = 0.0
+    output_dir: str = ""
+    zarr_path: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no file failed, 1 otherwise (for scripts and SLURM)."""
+        return 1 if self.failed else 0
+
+    def table(self) -> str:
+        lines = [
+            "| outcome | files |",
+            "|---|---|",
+            f"| cleaned now | {len(self.done)} |",
+            f"| already complete (skipped) | {len(self.already_done)} |",
+            f"| not cleaned by design | {len(self.skipped)} |",
+            f"| failed | {len(self.failed)} |",
+        ]
+        fraction = self.cr_pixels / self.pixels if self.pixels else 0.0
+        lines.append(f"\n{self.cr_pixels} cosmic-ray pixels in {self.pixels} ({fraction:.4%}); "
+                     f"{self.seconds:.1f} s wall")
+        for path, reason in sorted(self.failed.items()):
+            lines.append(f"FAILED  {reason}" if reason.startswith(path) else f"FAILED  {path}: {reason}")
+        for path, reason in sorted(self.skipped.items()):
+            lines.append(f"SKIPPED {reason}" if reason.startswith(path) else f"SKIPPED {path}: {reason}")
+        return "\n".join(lines)
+
+
+def discover(inputs: Iterable[str | os.PathLike], exclude: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """FITS files named by ``inputs``: files, folders (searched recursively) and glob patterns."""
+    excluded = [Path(e).resolve() for e in exclude]
+    found: set[Path] = set()
+    for item in inputs:
+        item = str(item)
+        matches = [Path(m) for m in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
+        for match in matches:
+            if match.is_dir():
+                found.update(p for p in match.rglob("*") if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES))
+            elif match.is_file():
+                found.add(match)
+            else:
+                raise InputError(f"{item}: no such file or folder")
+    resolved = sorted(p.resolve() for p in found)
+    return [p for p in resolved if not any(p.is_relative_to(e) for e in excluded) and not p.name.startswith(".")]
+
+
+def exposure_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".fits.gz", ".fits", ".fit", ".fts"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def output_fits_path(path: Path, output_dir: Path) -> Path:
+    return output_dir / f"{exposure_name(path)}_crclean.fits"
+
+
+def process_file(path: str, output_dir: str, zarr_path: str | None, options: ArchiveOptions) -> list[dict]:
+    """Clean one file (runs on a worker); returns one manifest row per chip, or one for the file.
+
+    Never raises for a bad input: the reason goes into the row, so one bad file cannot stop a run.
+    """
+    start = time.perf_counter()
+    stat = os.stat(path)
+    base = {"path": path, "size": stat.st_size, "mtime": stat.st_mtime, "options": options.key()}
+    try:
+        return _process(path, Path(output_dir), zarr_path, options, base, start)
+    except SkipFile as exc:
+        return [{**base, "chip": "", "status": "skipped", "error": str(exc), "seconds": time.perf_counter() - start}]
+    except InputError as exc:
+        return [{**base, "chip": "", "status": "failed", "error": str(exc), "seconds": time.perf_counter() - start}]
+    except Exception as exc:  # one bad file must never stop an archive run
+        message = f"{path}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return [{**base, "chip": "", "status": "failed", "error": message, "seconds": time.perf_counter() - start}]
+
+
+def _process(path: str, output_dir: Path, zarr_path, options: ArchiveOptions, base: dict, start: float) -> list[dict]:
+    info = inspect_file(path, gain=options.gain, model=options.model)
+    spec = get_spec(info.model, "mask")
+    threshold = spec.threshold if options.threshold is None else options.threshold
+    cleaner = get_cleaner(info.model, options.inpaint, options.device)
+    provenance = {"model": info.model, "inpaint": options.inpaint, "weight_hash": cleaner.mask_model.weight_hash,
+                  "threshold": threshold, "version": __version__}
+    results: list[ChipResult] = []
+    for chip in info.chips:
+        electrons, ignore = read_chip(path, chip, ignore_bits=options.ignore_bits)
+        if not np.isfinite(electrons).any():
+            raise InputError(f"{path}: {chip.name}: no finite pixels (all NaN or inf)")
+        out = cleaner.run(electrons, threshold=threshold, ignore=ignore)
+        results.append(ChipResult(chip, out["mask"], out["cleaned"], out["probability"]))
+    exposure = exposure_name(Path(path))
+    groups = {}
+    if zarr_path:
+        for result in results:
+            arrays = {"mask": result.mask.astype(np.uint8), "cleaned": result.cleaned}
+            if options.probability:
+                arrays["probability"] = result.probability
+            attrs = {**provenance, "source": path, "chip": result.chip.name, "units": "electrons",
+                     "input_units": info.units, "electrons_per_input_unit": result.chip.factor,
+                     "instrument": info.instrument, "detector": info.detector, "dq_bit": options.dq_bit}
+            groups[result.chip.name] = zarr_io.write_chip_group(zarr_path, exposure, result.chip.name, arrays, attrs)
+    fits_out = None
+    if options.write_fits:
+        fits_out = str(write_cleaned(path, output_fits_path(Path(path), output_dir), results, cr_bit=options.dq_bit,
+                                     provenance=provenance, extra_mask=options.crmask_extension,
+                                     extra_probability=options.probability))
+    seconds = time.perf_counter() - start
+    rows = []
+    for result in results:
+        n_cr = int(result.mask.sum())
+        rows.append({**base, "chip": result.chip.name, "status": "done", "seconds": seconds / len(results),
+                     "cr_fraction": n_cr / result.mask.size, "cr_pixels": n_cr, "pixels": int(result.mask.size),
+                     "model": info.model,
+                     "weight_hash": provenance["weight_hash"], "threshold": threshold, "error": None,
+                     "fits_output": fits_out, "zarr_group": groups.get(result.chip.name)})
+    return rows
+
+
+def _connect(cluster):
+    """A distributed Client and a closer, from a kind/address string, a handle, a client or None."""
+    from distributed import Client
+
+    from .cluster import ClusterHandle, make_cluster
+
+    if isinstance(cluster, Client):
+        return cluster, None
+    if isinstance(cluster, ClusterHandle):
+        return cluster.client, None
+    handle = make_cluster(cluster or "local")
+    return handle.client, handle
+
+
+def _outputs_exist(rows: list[dict], zarr_path: str | None, options: ArchiveOptions) -> bool:
+    for row in rows:
+        if row["status"] != "done":
+            continue
+        if options.write_fits and not (row["fits_output"] and Path(row["fits_output"]).is_file()):
+            return False
+        if zarr_path and not (row["zarr_group"] and zarr_io.is_complete(zarr_path, row["zarr_group"])):
+            return False
+    return True
+
+
+def process_archive(
+    inputs: Iterable[str | os.PathLike] | str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    zarr_path: str | os.PathLike | None = None,
+    cluster=None,
+    model: str | None = None,
+    inpaint: str | None = None,
+    threshold: float | None = None,
+    dq_bit: int = DEFAULT_CR_BIT,
+    gain: float | None = None,
+    write_fits: bool = True,
+    crmask_extension: bool = False,
+    probability: bool = False,
+    overwrite: bool = False,
+    max_in_flight: int | None = None,
+    progress: bool = True,
+    report: str | os.PathLike | None = None,
+    device: str = "auto",
+) -> ArchiveSummary:
+    """Clean every FITS file under ``inputs`` and record the results.
+
+    Parameters
+    ----------
+    inputs : path, folder, glob, or a list of them
+        Folders are searched recursively for ``*.fits`` (``.fit``, ``.fts``, ``.fits.gz``).
+    output_dir : path
+        Cleaned FITS copies (``<name>_crclean.fits``) and ``manifest.sqlite`` go here.
+    zarr_path : path, optional
+        Zarr v3 store for masks and cleaned images (one group per exposure and chip).
+    cluster : str, ClusterHandle, distributed.Client or None
+        ``"local"`` (default), ``"cuda"``, ``"slurm"``, a scheduler address, or an existing client.
+    model, inpaint, threshold
+        Mask model (default: by INSTRUME/DETECTOR), inpaint model (default: local median),
+        threshold (default: the model's).
+    dq_bit : int
+        DQ bit OR-ed on cosmic-ray pixels (default 8192).
+    overwrite : bool
+        Clean files again even if the manifest says they are complete.
+    max_in_flight : int, optional
+        Files submitted at once (default: twice the cluster's threads).
+    report : path, optional
+        Write a Dask performance report (HTML) of the run.
+
+    Returns
+    -------
+    ArchiveSummary
+    """
+    start = time.perf_counter()
+    output = Path(output_dir).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files = discover(inputs, exclude=[output] + ([zarr_path] if zarr_path else []))
+    options = ArchiveOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
+                             crmask_extension, probability, device)
+    zarr_path = str(Path(zarr_path).resolve()) if zarr_path else None
+    if zarr_path:
+        zarr_io.clear_temporary(zarr_path)
+    for stale in output.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    manifest = Manifest(output / MANIFEST_NAME)
+    summary = ArchiveSummary(output_dir=str(output), zarr_path=zarr_path)
+    todo = []
+    for path in files:
+        stat = path.stat()
+        rows = None if overwrite else manifest.completed(str(path), stat.st_size, stat.st_mtime, options.key())
+        if rows is not None and _outputs_exist(rows, zarr_path, options):
+            summary.already_done.append(str(path))
+        else:
+            todo.append(str(path))
+    try:
+        if todo:
+            _run(todo, output, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report)
+    finally:
+        for row in manifest.rows():
+            if row["status"] == "done":
+                summary.cr_pixels += row["cr_pixels"] or 0
+                summary.pixels += row["pixels"] or 0
+        manifest.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run(todo, output, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report) -> None:
+    import contextlib
+
+    from distributed import as_completed, performance_report
+    from tqdm.auto import tqdm
+
+    client, owned = _connect(cluster)
+    try:
+        print(f"deepcr-dask: {len(todo)} file(s) to clean; dashboard: {client.dashboard_link}", file=sys.stderr)
+        threads = sum(client.nthreads().values()) or 1
+        limit = max_in_flight or 2 * threads
+        report_ctx = performance_report(filename=str(report)) if report else contextlib.nullcontext()
+        with report_ctx, tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+            pending = iter(todo)
+            futures = as_completed()
+            for path in pending:
+                futures.add(_submit(client, path, output, zarr_path, options))
+                if futures.count() >= limit:
+                    break
+            for future in futures:
+                rows = future.result()
+                manifest.record(rows)
+                _tally(rows, summary)
+                bar.update(1)
+                bar.set_postfix(failed=len(summary.failed), refresh=False)
+                next_path = next(pending, None)
+                if next_path is not None:
+                    futures.add(_submit(client, next_path, output, zarr_path, options))
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _submit(client, path, output, zarr_path, options):
+    # retries: a worker that dies mid-file is replaced and the file is redone (outputs are atomic).
+    return client.submit(process_file, path, str(output), zarr_path, options, pure=False, retries=2,
+                         key=f"deepcr-file-{abs(hash((path, time.time_ns()))):x}")
+
+
+def _tally(rows: list[dict], summary: ArchiveSummary) -> None:
+    path = rows[0]["path"]
+    statuses = {row["status"] for row in rows}
+    if "failed" in statuses:
+        summary.failed[path] = next(row["error"] for row in rows if row["status"] == "failed")
+    elif statuses == {"skipped"}:
+        summary.skipped[path] = rows[0]["error"]
+    else:
+        summary.done.append(path)

@@ -1,0 +1,178 @@
+"""The ``deepcr-dask`` command: models, clean, archive, demo, evaluate, train."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .zoo import load_model, registered_specs
+
+    rows = [("name", "kind", "instrument", "units", "threshold", "halo", "source")]
+    for spec in registered_specs():
+        if args.kind and spec.kind != args.kind:
+            continue
+        halo = load_model(spec.name, spec.kind).halo
+        rows.append((spec.name, spec.kind, spec.instrument or "-", spec.units, f"{spec.threshold:g}", str(halo),
+                     spec.source))
+    if len(rows) == 1:
+        print("no models found (the deepCR zoo needs `pip install deepcr`)", file=sys.stderr)
+        return 1
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from ._version import __version__
+    from .cleaner import get_cleaner
+    from .io.fits import ChipResult, inspect_file, read_chip, write_cleaned
+    from .zoo import get_spec
+
+    info = inspect_file(args.input, gain=args.gain, model=args.model)
+    spec = get_spec(info.model, "mask")
+    threshold = spec.threshold if args.threshold is None else args.threshold
+    cleaner = get_cleaner(info.model, args.inpaint, args.device)
+    results = []
+    start = time.perf_counter()
+    for chip in info.chips:
+        electrons, ignore = read_chip(args.input, chip)
+        out = cleaner.run(electrons, threshold=threshold, ignore=ignore)
+        results.append(ChipResult(chip, out["mask"], out["cleaned"], out["probability"]))
+        print(f"{chip.name}: {int(out['mask'].sum())} cosmic-ray pixels ({out['mask'].mean():.4%})")
+    provenance = {"model": info.model, "inpaint": args.inpaint, "weight_hash": cleaner.mask_model.weight_hash,
+                  "threshold": threshold, "version": __version__}
+    output = write_cleaned(args.input, args.output, results, cr_bit=args.dq_bit, provenance=provenance,
+                           extra_mask=args.crmask, extra_probability=args.crprob)
+    print(f"wrote {output} (model {info.model}, threshold {threshold:g}, {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    from .archive import process_archive
+
+    cluster = args.cluster
+    handle = None
+    if cluster == "local" and args.workers:
+        from .cluster import make_cluster
+
+        handle = make_cluster("local", n_workers=args.workers)
+        cluster = handle
+    elif cluster == "slurm" and (args.jobqueue_config or args.workers):
+        from .cluster import make_cluster
+
+        options = {"config": args.jobqueue_config} if args.jobqueue_config else {}
+        if args.workers:
+            options["jobs"] = args.workers
+        handle = make_cluster("slurm", **options)
+        cluster = handle
+    try:
+        summary = process_archive(
+            args.inputs, args.output, zarr_path=args.zarr, cluster=cluster, model=args.model, inpaint=args.inpaint,
+            threshold=args.threshold, dq_bit=args.dq_bit, gain=args.gain, write_fits=not args.no_fits,
+            crmask_extension=args.crmask, probability=args.crprob, overwrite=args.overwrite,
+            progress=not args.no_progress, report=args.report, device=args.device,
+        )
+    finally:
+        if handle is not None:
+            handle.close()
+    print(summary.table())
+    print(f"outputs: {summary.output_dir}" + (f"; zarr: {summary.zarr_path}" if summary.zarr_path else ""))
+    return summary.exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output), workers=args.workers, n_files=args.files)
+
+
+def _evaluate(argv: list[str]) -> int:
+    from .evaluate import evaluate_main
+
+    return evaluate_main(argv)
+
+
+def _train(argv: list[str]) -> int:
+    from .train import train_main
+
+    return train_main(argv)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="mask model name or weight path (default: chosen from INSTRUME/DETECTOR)")
+    p.add_argument("--inpaint", help="inpaint model (default: local median of good pixels)")
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    p.add_argument("--dq-bit", type=int, default=8192, help="DQ bit set on cosmic-ray pixels (default 8192)")
+    p.add_argument("--gain", type=float, help="e-/DN, overriding the header's units and gain keywords")
+    p.add_argument("--crmask", action="store_true", help="add a CRMASK extension for every chip")
+    p.add_argument("--crprob", action="store_true", help="add CRPROB extensions (and Zarr probability arrays)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepcr-dask", description="Deep-learning cosmic-ray removal.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the available models")
+    p.add_argument("--kind", choices=["mask", "inpaint"])
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("clean", help="clean one FITS file")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="cleaned FITS file to write")
+    _add_model_options(p)
+    p.set_defaults(func=_clean)
+
+    p = sub.add_parser("archive", help="clean every FITS file under folders or globs, resumably")
+    p.add_argument("inputs", nargs="+", help="files, folders (recursive) or glob patterns")
+    p.add_argument("-o", "--output", required=True, help="output folder (cleaned FITS + manifest.sqlite)")
+    p.add_argument("--zarr", help="Zarr v3 store for masks and cleaned images")
+    p.add_argument("--cluster", default="local",
+                   help="local | cuda | slurm | tcp://ADDRESS | scheduler-file:PATH (default local)")
+    p.add_argument("--workers", type=int, help="worker processes (local) or jobs (slurm)")
+    p.add_argument("--jobqueue-config", help="jobqueue.yaml for --cluster slurm")
+    p.add_argument("--overwrite", action="store_true", help="clean files again even if complete")
+    p.add_argument("--no-fits", action="store_true", help="write no cleaned FITS files")
+    p.add_argument("--report", help="write a Dask performance report (HTML)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_model_options(p)
+    p.set_defaults(func=_archive)
+
+    p = sub.add_parser("demo", help="clean a small built-in archive on the local cluster")
+    p.add_argument("--output", default="demo-output")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--files", type=int, default=4, help="synthetic ACS/WFC-like files to make")
+    p.set_defaults(func=_demo)
+
+    sub.add_parser("evaluate", help="ROC and inpainting benchmark (see `deepcr-dask evaluate --help`)",
+                   add_help=False)
+    sub.add_parser("train", help="train mask / inpaint models (see `deepcr-dask train --help`)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 some files failed, 2 usage or input error)."""
+    from .errors import DeepCRDaskError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("evaluate", "train"):
+        return {"evaluate": _evaluate, "train": _train}[argv[0]](argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DeepCRDaskError as exc:
+        print(f"deepcr-dask: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

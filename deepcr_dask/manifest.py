@@ -1,0 +1,70 @@
+"""The archive manifest: one SQLite row per file and chip, written by the driver as results land."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["COLUMNS", "Manifest"]
+
+COLUMNS = (
+    "path", "chip", "status", "seconds", "cr_fraction", "cr_pixels", "pixels", "model", "weight_hash", "threshold",
+    "options", "size", "mtime", "error", "fits_output", "zarr_group", "finished",
+)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chips (
+    path TEXT NOT NULL, chip TEXT NOT NULL, status TEXT NOT NULL, seconds REAL, cr_fraction REAL,
+    cr_pixels INTEGER, pixels INTEGER, model TEXT, weight_hash TEXT, threshold REAL, options TEXT,
+    size INTEGER, mtime REAL, error TEXT, fits_output TEXT, zarr_group TEXT, finished TEXT,
+    PRIMARY KEY (path, chip)
+)
+"""
+
+
+@dataclass
+class Manifest:
+    """SQLite manifest in the output directory (``manifest.sqlite``)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # WAL + a commit per file: a SIGKILL of the driver loses at most the file in hand.
+        self._db = sqlite3.connect(self.path, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(_SCHEMA)
+        self._db.commit()
+
+    def record(self, rows: list[dict]) -> None:
+        """Replace the rows of the files these rows describe (all chips of a file at once)."""
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        with self._db:
+            for path in {row["path"] for row in rows}:
+                self._db.execute("DELETE FROM chips WHERE path = ?", (path,))
+            for row in rows:
+                values = [row.get(c) for c in COLUMNS]
+                values[COLUMNS.index("finished")] = now
+                self._db.execute(f"INSERT INTO chips ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                                 values)
+
+    def rows(self, path: str | None = None) -> list[dict]:
+        query = f"SELECT {', '.join(COLUMNS)} FROM chips" + (" WHERE path = ?" if path else "") + " ORDER BY path, chip"
+        return [dict(zip(COLUMNS, r)) for r in self._db.execute(query, (path,) if path else ())]
+
+    def completed(self, path: str, size: int, mtime: float, options: str) -> list[dict] | None:
+        """The rows of ``path`` if its last run finished for this exact input and these options."""
+        rows = self.rows(path)
+        if not rows:
+            return None
+        for row in rows:
+            if row["status"] not in ("done", "skipped") or row["size"] != size or row["options"] != options:
+                return None
+            if row["mtime"] is None or abs(row["mtime"] - mtime) > 1e-6:
+                return None
+        return rows
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,203 @@
+"""Archive runs end to end: real FITS in, cleaned FITS + Zarr + manifest out, bad files, reruns, crashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import REPO, real_file, synthetic_frame
+from distributed import Client, LocalCluster
+
+import deepcr_dask as dcr
+from deepcr_dask.demo import write_flc
+from deepcr_dask.io import zarr as zarr_io
+from deepcr_dask.io.fits import inspect_file, read_chip
+
+BIT = 8192
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def _flc(path: Path, seed: int, shape=(128, 192)) -> Path:
+    chips = []
+    for chip in range(2):
+        sci, _ = synthetic_frame(shape, seed=seed * 2 + chip, n_rays=15)
+        dq = np.zeros(shape, np.int16)
+        dq[5, 7] = 16  # a hot pixel
+        dq[:, 100] = 4 if chip else 0  # a bad column on one chip
+        chips.append((sci, np.sqrt(np.abs(sci) + 25), dq))
+    return write_flc(path, chips, rootname=path.stem)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def archive(tmp_path):
+    """Good FLC-like files, the real WFPC2 and STIS frames, and the bad files of the issue."""
+    root = tmp_path / "archive"
+    good = [_flc(root / "visit1" / f"jgood{i}q_flc.fits", seed=i) for i in range(3)]
+    for name in ("wfpc2_u5780205r_c0f.fits", "stis_o4sp040b0_raw.fits"):
+        target = root / "real" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(real_file(name), target)
+        good.append(target)
+    bad = {}
+    data = good[0].read_bytes()
+    (root / "bad").mkdir()
+    bad["truncated"] = root / "bad" / "jtrunc_flc.fits"
+    bad["truncated"].write_bytes(data[: len(data) // 2])
+    bad["text"] = root / "bad" / "notes.fits"
+    bad["text"].write_text("this is not a FITS file\n")
+    nan = np.full((64, 64), np.nan, np.float32)
+    bad["nan"] = write_flc(root / "bad" / "jnanq_flc.fits", [(nan, nan, np.zeros((64, 64), np.int16))])
+    ir = fits.PrimaryHDU()
+    ir.header["INSTRUME"], ir.header["DETECTOR"] = "WFC3", "IR"
+    skipped = root / "bad" / "iabc01_flt.fits"
+    fits.HDUList([ir, fits.ImageHDU(np.zeros((16, 16), np.float32), name="SCI")]).writeto(skipped)
+    return root, good, bad, skipped
+
+
+def _check_outputs(summary, good, zarr_path):
+    cleaner_cache = {}
+    for path in good:
+        info = inspect_file(path)
+        out = Path(summary.output_dir) / f"{path.name.removesuffix('.fits')}_crclean.fits"
+        assert out.is_file(), out
+        with fits.open(out, checksum=True) as hdul:
+            assert hdul[0].header["CRBIT"] == BIT and hdul[0].header["CRMODEL"] == info.model
+            assert any("deepcr-dask" in str(h) for h in hdul[0].header["HISTORY"])
+            for chip in info.chips:
+                group = zarr_io.read_chip_group(zarr_path, zarr_io.chip_group_path(path.name[:-5], chip.name))
+                assert group["attrs"]["complete"] is True
+                electrons, ignore = read_chip(path, chip)
+                key = info.model
+                cleaner_cache.setdefault(key, dcr.Cleaner(key, device="cpu"))
+                threshold = group["attrs"]["threshold"]
+                mask, cleaned = cleaner_cache[key].clean(electrons, threshold=threshold, ignore=ignore)
+                np.testing.assert_array_equal(group["mask"].astype(bool), mask)
+                np.testing.assert_allclose(group["cleaned"], cleaned, rtol=1e-6, equal_nan=True)
+                if chip.dq_hdu is not None:
+                    dq = hdul[chip.dq_hdu].data
+                    np.testing.assert_array_equal((dq & BIT) != 0, mask)
+                else:
+                    crmask = hdul["CRMASK", int("".join(c for c in chip.name if c.isdigit()))].data
+                    np.testing.assert_array_equal(crmask.astype(bool), mask)
+                sci = hdul[chip.hdu].data if chip.plane is None else hdul[chip.hdu].data[chip.plane]
+                np.testing.assert_allclose(sci * chip.factor, cleaned, rtol=1e-5, equal_nan=True)
+
+
+def test_archive_run_outputs_failures_and_rerun(archive, tmp_path, client):
+    root, good, bad, skipped = archive
+    inputs = sorted(p for p in root.rglob("*") if p.is_file())
+    before = {p: _sha(p) for p in inputs}
+    out, store = tmp_path / "out", tmp_path / "out.zarr"
+    summary = dcr.process_archive(root, out, zarr_path=store, cluster=client, progress=False)
+
+    assert sorted(summary.done) == sorted(str(p.resolve()) for p in good)
+    assert set(summary.failed) == {str(p.resolve()) for p in bad.values()}
+    assert summary.exit_code == 1
+    for reason in summary.failed.values():
+        assert "\n" not in reason
+    assert "no finite pixels" in summary.failed[str(bad["nan"].resolve())]
+    assert "not a readable FITS" in summary.failed[str(bad["text"].resolve())]
+    assert "up-the-ramp" in summary.skipped[str(skipped.resolve())]
+    assert {p: _sha(p) for p in inputs} == before  # inputs untouched
+    _check_outputs(summary, good, store)
+    rows = sqlite3.connect(out / "manifest.sqlite").execute("SELECT status, count(*) FROM chips GROUP BY status")
+    assert dict(rows.fetchall()) == {"done": 3 * 2 + 4 + 2, "failed": 3, "skipped": 1}
+
+    # Rerun: nothing is recomputed and outputs stay byte-identical.
+    outputs = {p: _sha(p) for p in out.glob("*_crclean.fits")}
+    again = dcr.process_archive(root, out, zarr_path=store, cluster=client, progress=False)
+    assert again.done == []
+    assert sorted(again.already_done) == sorted([str(p.resolve()) for p in good] + [str(skipped.resolve())])
+    assert set(again.failed) == set(summary.failed)  # bad files are tried again, and fail again
+    assert {p: _sha(p) for p in out.glob("*_crclean.fits")} == outputs
+
+
+def test_cli_archive_killed_then_resumed(tmp_path):
+    root = tmp_path / "archive"
+    files = [_flc(root / f"jkill{i:02d}q_flc.fits", seed=100 + i, shape=(256, 512)) for i in range(10)]
+    out, store = tmp_path / "out", tmp_path / "out.zarr"
+    cmd = [sys.executable, "-m", "deepcr_dask.cli", "archive", str(root), "-o", str(out), "--zarr", str(store),
+           "--workers", "1", "--no-progress", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.sqlite"
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            done = sqlite3.connect(manifest, timeout=1).execute(
+                "SELECT count(DISTINCT path) FROM chips WHERE status='done'").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if done >= 3:
+            break
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)  # the driver
+    proc.wait()
+    time.sleep(1)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # and its orphaned local workers
+    except ProcessLookupError:
+        pass
+    assert 3 <= done < len(files)
+
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "already complete (skipped) |" in rerun.stdout
+    outputs = sorted(out.glob("*.fits"))
+    assert [p.name for p in outputs] == sorted(f"{f.name[:-5]}_crclean.fits" for f in files)
+    assert (not list(out.glob(".*.tmp")) and not (store / ".tmp").exists()) or not any((store / ".tmp").iterdir())
+    for f in files:
+        with fits.open(out / f"{f.name[:-5]}_crclean.fits", checksum=True) as hdul:
+            assert hdul["SCI", 1].data.shape == (256, 512)
+        for chip in ("SCI_1", "SCI_2"):
+            assert zarr_io.is_complete(store, f"{f.name[:-5]}/{chip}")
+
+
+def test_worker_killed_during_run_still_completes(tmp_path, client):
+    root = tmp_path / "archive"
+    files = [_flc(root / f"jwork{i:02d}q_flc.fits", seed=200 + i, shape=(256, 512)) for i in range(8)]
+    out = tmp_path / "out"
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(s=dcr.process_archive(root, out, cluster=client,
+                                                                                progress=False)))
+    thread.start()
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline and thread.is_alive():
+        busy = [w for w, keys in client.processing().items() if any("deepcr-file" in str(k) for k in keys)]
+        if busy:
+            victim = busy[0]
+        time.sleep(0.05)
+    assert victim is not None
+    pid = client.run(os.getpid, workers=[victim])[victim]
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    summary = result["s"]
+    assert len(summary.done) == len(files) and not summary.failed
+    for f in files:
+        with fits.open(out / f"{f.name[:-5]}_crclean.fits", checksum=True) as hdul:
+            assert "CRNPIX" in hdul[0].header
+    client.wait_for_workers(2, timeout=120)
