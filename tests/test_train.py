@@ -1,0 +1,63 @@
+"""Training: loss goes down, checkpoints resume the same run, the result loads through the Cleaner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import deepcr_dask as dcr
+from deepcr_dask.train import TrainConfig, load_pairs, simulated_pairs, train, train_inpaint, train_mask
+
+pytest.importorskip("deepcr_dask.simulate")
+
+
+@pytest.fixture(scope="module")
+def mask_data():
+    return simulated_pairs("mask", 24, 64, "ACS-WFC", seed=1)
+
+
+def test_short_training_lowers_validation_loss_and_loads_in_cleaner(tmp_path, mask_data):
+    torch.set_num_threads(2)
+    result = train_mask(mask_data, tmp_path, epochs=4, hidden=8, lr=3e-3, name="tiny", batch_size=4, device="cpu")
+    losses = [h["val_loss"] for h in result.history]
+    assert min(losses[1:]) < losses[0]
+    assert (tmp_path / "log.csv").read_text().count("\n") == len(result.history) + 1
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    meta = json.loads(result.metadata_path.read_text())
+    assert meta["kind"] == "mask" and meta["architecture"]["hidden"] == 8 and meta["scale"] == 1.0
+    cleaner = dcr.Cleaner(str(result.model_path), device="cpu")
+    image = mask_data.images[0]
+    prob = cleaner.probability(image)
+    assert prob.shape == image.shape and np.isfinite(prob).all()
+
+
+def test_resume_continues_the_same_run(tmp_path, mask_data):
+    torch.set_num_threads(1)
+    train_part, val_part = mask_data.split(0.25, 0)
+    config = dict(kind="mask", hidden=4, epochs=3, batch_size=6, name="r", device="cpu", patience=10)
+    straight = train(train_part, val_part, TrainConfig(**config), tmp_path / "straight")
+    train(train_part, val_part, TrainConfig(**{**config, "epochs": 2}), tmp_path / "split")
+    resumed = train(train_part, val_part, TrainConfig(**config), tmp_path / "split", resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    np.testing.assert_allclose([h["val_loss"] for h in resumed.history],
+                               [h["val_loss"] for h in straight.history], rtol=1e-5)
+    a = load_file(str(straight.model_path))
+    b = load_file(str(resumed.model_path))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_inpaint_training_and_user_arrays(tmp_path):
+    torch.set_num_threads(2)
+    data = simulated_pairs("inpaint", 12, 64, "WFPC2", seed=2)
+    result = train_inpaint(data, tmp_path, epochs=2, hidden=4, name="inp", batch_size=4, device="cpu")
+    assert json.loads(result.metadata_path.read_text())["kind"] == "inpaint"
+    cleaner = dcr.Cleaner("ACS-WFC", inpaint=str(result.model_path), device="cpu")
+    out = cleaner.inpaint(data.images[0], data.masks[0])
+    assert np.isfinite(out).all()
+    user = load_pairs("mask", [data.images[0], data.images[1]], [data.masks[0], data.masks[1]], patch=32)
+    assert len(user) == 8 and user.images.shape == (8, 32, 32)
