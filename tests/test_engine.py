@@ -129,4 +129,6 @@ def test_device_choice_without_cuda():
         resolve_device("tpu")
     with pytest.raises(ModelError, match="only supported on CUDA"):
         resolve_precision("float16", torch.device("cpu"))
+    with pytest.raises(ModelError, match="precision must be"):
+        resolve_precision("int8", torch.device("cpu"))
     assert resolve_precision("bfloat16", torch.device("cuda:0")) is torch.bfloat16
