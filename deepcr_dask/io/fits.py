@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -356,7 +357,9 @@ def write_cleaned(
                            f"{provenance.get('model')} at threshold {provenance.get('threshold')}; "
                            f"{total} pixels flagged with DQ bit {cr_bit} and replaced by inpainting "
                            f"({provenance.get('inpaint') or 'median'})")
-        out.writeto(tmp, output_verify="silentfix", checksum=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # fixable header quirks of old files
+            out.writeto(tmp, output_verify="silentfix", checksum=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dst)
