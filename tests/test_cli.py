@@ -1,0 +1,57 @@
+"""The deepcr-dask command: models table, single-file clean, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+from astropy.io import fits
+from conftest import REPO, real_file
+
+import deepcr_dask as dcr
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deepcr_dask.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_models_table_lists_halos(deepcr_module):
+    result = _run("models")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["name", "kind", "instrument", "units", "threshold", "halo", "source"]
+    rows = {tuple(line.split()[:2]): line.split() for line in lines[2:]}
+    assert rows[("ACS-WFC", "mask")][-2:] == ["18", "deepcr"]
+    assert rows[("ACS-WFC-F606W-3-32", "inpaint")][-2] == "44"
+
+
+def test_clean_one_file(tmp_path):
+    src = real_file("gmos_S20190808S0048_cutout.fits")
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    out = tmp_path / "gmos_clean.fits"
+    result = _run("clean", str(src), "-o", str(out), "--device", "cpu", "--crprob")
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    with fits.open(src) as original, fits.open(out, checksum=True) as cleaned:
+        sci = original["SCI"].data.astype(np.float32)
+        mask, expected = dcr.Cleaner("ACS-WFC", device="cpu").clean(sci)
+        np.testing.assert_array_equal(cleaned["CRMASK"].data.astype(bool), mask)
+        np.testing.assert_allclose(cleaned["SCI"].data, expected, rtol=1e-6)
+        assert cleaned["CRPROB"].data.shape == sci.shape
+        assert cleaned[0].header["CRNPIX"] == mask.sum()
+        np.testing.assert_array_equal(cleaned["VAR"].data, original["VAR"].data)
+    assert f"wrote {out}" in result.stdout
+
+
+def test_bad_input_is_one_line_error_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.fits"
+    bad.write_text("not fits")
+    result = _run("clean", str(bad), "-o", str(tmp_path / "x.fits"))
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and str(bad) in message[0] and "not a readable FITS file" in message[0]
+    assert not (tmp_path / "x.fits").exists()
+    assert _run("clean", str(bad), "-o", str(tmp_path / "y.fits"), "--model", "nope").returncode == 2
