@@ -40,7 +40,7 @@ DEFAULT_CR_BIT = 8192  # AstroDrizzle resets 4096 by default; 8192 survives it
 # (instrument, detector) -> model; anything else uses the generic model.
 MODEL_BY_DETECTOR = {("ACS", "WFC"): "ACS-WFC", ("WFC3", "UVIS"): "WFC3-UVIS"}
 MODEL_BY_INSTRUMENT = {"DECAM": "decam"}
-GENERIC_MODEL = "ACS-WFC"  # until a generic model of our own is shipped (see README)
+GENERIC_MODEL = "generic-HST"  # our own model (deepcr_dask/weights), for cameras without a deepCR model
 
 
 class SkipFile(DeepCRDaskError):
