@@ -12,19 +12,12 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["make_demo_archive", "real_data_dir", "run_demo", "write_flc"]
+from .data import real_data_dir
+
+__all__ = ["make_demo_archive", "run_demo", "write_flc"]
 
 REAL_FRAMES = ("wfpc2_u5780205r_c0f.fits", "stis_o4sp040b0_raw.fits", "saao_a8280271.fits",
                "gmos_S20190808S0048_cutout.fits")
-
-
-def real_data_dir() -> Path | None:
-    """The shared folder of real frames (``DEEPCR_DASK_REAL_DATA`` or ``../shared/data/real``), if present."""
-    env = os.environ.get("DEEPCR_DASK_REAL_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd().parent / "shared" / "data" / "real",
-                   Path(__file__).resolve().parents[2] / "shared" / "data" / "real"]
-    return next((c for c in candidates if c.is_dir()), None)
 
 
 def write_flc(
@@ -76,7 +69,7 @@ def make_demo_archive(folder: Path, n_files: int = 4, shape: tuple[int, int] = (
             chips.append((sample.image, err, dq))
         written.append(write_flc(folder / "acs" / f"jdemo{i:02d}q_flc.fits", chips, rootname=f"jdemo{i:02d}q"))
     real = real_data_dir() if include_real else None
-    if real is not None:
+    if real is not None and real.is_dir():
         for name in REAL_FRAMES:
             if (real / name).is_file():
                 target = folder / "real" / name

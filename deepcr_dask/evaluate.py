@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .data import real_data_dir
 from .errors import ModelError
 from .fill import median_fill
 
@@ -646,14 +647,6 @@ class Footprint:
         for _ in range(k % 4):
             rows, cols, h, w = cols, h - 1 - rows, w, h
         return Footprint(rows, cols, self.values)
-
-
-def real_data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The real frames: ``path``, else ``$DEEPCR_DASK_REAL_DATA``, else ``<repo>/../shared/data/real``."""
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("DEEPCR_DASK_REAL_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 @lru_cache(maxsize=2)

@@ -38,6 +38,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage, special
 
+from .data import real_data_dir
+
 __all__ = [
     "INSTRUMENTS",
     "TRUTH_SIGMA",
@@ -264,12 +266,6 @@ class _Footprint:
 
 
 # ------------------------------------------------------------------------------------ footprint catalogue
-def default_data_dir() -> Path:
-    """``$DEEPCR_DASK_REAL_DATA`` or ``<repo>/../shared/data/real``."""
-    env = os.environ.get("DEEPCR_DASK_REAL_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-
-
 @dataclass(frozen=True, eq=False)
 class FootprintCatalogue:
     """Real cosmic-ray footprints (electrons) from imSim's ITL lab darks.
@@ -390,7 +386,7 @@ def footprint_catalogue(path: str | os.PathLike | None = None) -> FootprintCatal
     FileNotFoundError
         Naming the path looked at, when the file is absent.
     """
-    p = Path(path) if path is not None else default_data_dir()
+    p = Path(path) if path is not None else real_data_dir()
     if p.is_dir() or path is None:
         p = p / CATALOGUE_NAME
     if not p.is_file():
