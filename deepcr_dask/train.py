@@ -326,7 +326,7 @@ def train(train_data: Pairs, val_data: Pairs, config: TrainConfig, output: str |
         best_state = load_file(str(folder / "best.safetensors"))
     for epoch in range(start_epoch, config.epochs + 1):
         t0 = time.perf_counter()
-        net.train()
+        _train_mode(net, freeze_batchnorm=bool(config.init))
         order = rng.permutation(len(train_data))
         total = 0.0
         for start in range(0, len(order), config.batch_size):
@@ -357,6 +357,21 @@ def train(train_data: Pairs, val_data: Pairs, config: TrainConfig, output: str |
     if history:
         _plot(history, folder / "curves.png")
     return _save_model(net.cpu().eval(), config, arch, folder, history, best["epoch"])
+
+
+def _train_mode(net: UNet, *, freeze_batchnorm: bool) -> None:
+    """Training mode; when fine-tuning, BatchNorm keeps its pretrained statistics.
+
+    deepCR's BatchNorm momentum is 0.005: over a short fine-tuning run the running statistics barely move
+    while the weights adapt to per-batch statistics, so the network trains well and validates badly
+    (measured: validation L1 of an inpaint fine-tune 2-4x its training L1). Freezing the statistics
+    makes training and inference compute the same function.
+    """
+    net.train()
+    if freeze_batchnorm:
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
 
 
 def _write_log(history: list[dict], path: Path) -> None:
