@@ -1247,9 +1247,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     """The :class:`BenchmarkConfig` for parsed ``deepcr-dask evaluate`` arguments."""
+    from .zoo import get_spec
+
     methods = []
     for kind in args.methods:
-        methods += [kind] if kind in SWEEP_METHODS else [f"{kind}:{m}" for m in args.models]
+        if kind in SWEEP_METHODS:
+            methods.append(kind)
+        else:  # deepCR itself only runs the models of its own zoo
+            methods += [f"{kind}:{m}" for m in args.models if kind != "deepcr" or get_spec(m, "mask").source == "deepcr"]
     overrides = {"methods": tuple(methods), "inpaint": None if args.inpaint.lower() == "none" else args.inpaint,
                  "dilate": args.dilate, "data_dir": args.data_dir, "device": args.device,
                  "threads": args.threads or None}
