@@ -1254,7 +1254,8 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         if kind in SWEEP_METHODS:
             methods.append(kind)
         else:  # deepCR itself only runs the models of its own zoo
-            methods += [f"{kind}:{m}" for m in args.models if kind != "deepcr" or get_spec(m, "mask").source == "deepcr"]
+            models = [m for m in args.models if kind != "deepcr" or get_spec(m, "mask").source == "deepcr"]
+            methods += [f"{kind}:{m}" for m in models]
     overrides = {"methods": tuple(methods), "inpaint": None if args.inpaint.lower() == "none" else args.inpaint,
                  "dilate": args.dilate, "data_dir": args.data_dir, "device": args.device,
                  "threads": args.threads or None}
