@@ -15,6 +15,7 @@ from itertools import accumulate
 import dask
 import dask.array as da
 import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from . import cleaner as cleaner_module
 from .cleaner import BACKGROUND_STRIDE, Geometry, ImageStats, Region, get_cleaner
@@ -48,13 +49,7 @@ def load_count() -> int:
     return cleaner_module.LOAD_COUNT
 
 
-def _plugin_base():
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    return WorkerPlugin
-
-
-class CleanerPlugin(_plugin_base()):
+class CleanerPlugin(WorkerPlugin):
     """Builds the worker's Cleaner when the worker starts (or joins later), and sets torch threads.
 
     The nanny pins a worker's native thread pools to one thread; a worker with ``nthreads`` task
