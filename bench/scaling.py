@@ -19,7 +19,7 @@ with the baseline's (``clean_dask`` reproduces the Cleaner exactly for any chunk
 
 Usage::
 
-    python bench/scaling.py                      # 16 x 2048^2, six configurations (~8 min on 2 cores)
+    python bench/scaling.py                      # 16 x 2048^2, seven configurations (~20 min, 2 idle cores)
     python bench/scaling.py --quick              # 4 x 1024^2, prints only
     python bench/scaling.py --frames 8 --size 1024 --configs cleaner-2t cluster-1x2-full
 
@@ -61,16 +61,17 @@ CONFIGS: dict[str, tuple[str, int, int, str | None]] = {
     "cluster-1x2-full": ("cluster", 1, 2, "full"),
     "cluster-1x2-half": ("cluster", 1, 2, "half"),
     "cluster-2x1-full": ("cluster", 2, 1, "full"),
+    # The plain Cleaner submitted per frame (client.map) to a 1-worker x 2-thread cluster: separates
+    # the cost of clean_dask's graph from that of running two tasks at once on a worker.
+    "cluster-1x2-cleaner": ("cluster-cleaner", 1, 2, "full"),
     # Not run by default:
     "cluster-2x1-half": ("cluster", 2, 1, "half"),
     "cluster-1x1-full": ("cluster", 1, 1, "full"),
-    # The plain Cleaner submitted per frame (client.map) to a 1-worker x 2-thread cluster: separates
-    # the cost of distributed scheduling from the cost of clean_dask's graph.
-    "cluster-1x2-cleaner": ("cluster-cleaner", 1, 2, "full"),
 }
 DEFAULT_CONFIGS = ["cleaner-2t", "cleaner-1t", "dask-sync", "cluster-1x2-full", "cluster-1x2-half",
-                   "cluster-2x1-full"]
+                   "cluster-2x1-full", "cluster-1x2-cleaner"]
 OVERHEAD_ROW = "cluster-1x2-full"  # "overhead of the Dask path over the plain Cleaner on one worker"
+SAME_WORKER_ROW = "cluster-1x2-cleaner"  # the plain Cleaner on that same worker
 
 
 # -- synthetic frames ----------------------------------------------------------------------------------
@@ -460,6 +461,27 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _noisy(rows: list[dict], threshold: float = 0.25) -> list[str]:
+    """Warning naming the rows timed while other processes used more than ``threshold`` cores."""
+    noisy = [row["name"] for row in rows if not row.get("error") and row["others_cores"] > threshold]
+    if not noisy:
+        return []
+    return [f"- **Not comparable**: other jobs used more than {threshold} cores on average while "
+            f"{', '.join(f'`{n}`' for n in noisy)} ran; on a 2-core machine that alone can lengthen a row by "
+            "50% or more, so differences against the quiet rows are not overheads of the code measured."]
+
+
+def _same_worker(rows: list[dict]) -> list[str]:
+    """Note comparing clean_dask with the plain Cleaner on the same 1-worker cluster, when both ran."""
+    ok = {row["name"]: row for row in rows if not row.get("error")}
+    if OVERHEAD_ROW not in ok or SAME_WORKER_ROW not in ok:
+        return []
+    dask_s, plain_s = ok[OVERHEAD_ROW]["wall_s"], ok[SAME_WORKER_ROW]["wall_s"]
+    return [f"- clean_dask against the plain Cleaner submitted per frame to the same kind of worker "
+            f"(`{OVERHEAD_ROW}` vs `{SAME_WORKER_ROW}`, both running two frames at a time): "
+            f"{(dask_s - plain_s) / plain_s:+.1%}."]
+
+
 def report(results: list[dict], rows: list[dict], args: argparse.Namespace, info: dict, total_s: float,
            started: str) -> str:
     by_name = {r["name"]: r for r in results if "error" not in r}
@@ -490,8 +512,10 @@ def report(results: list[dict], rows: list[dict], args: argparse.Namespace, info
         f"- *overhead vs Cleaner* = (wall − wall of `{BASELINE}`) / wall of `{BASELINE}`. The overhead of the Dask "
         f"path over the plain Cleaner on one worker is the `{OVERHEAD_ROW}` row"
         + (f": **{overhead:+.1%}** (target < {OVERHEAD_TARGET:.0%})." if overhead is not None else "."),
-        "- *others' CPU*: CPU the rest of the machine used during the row (cores, averaged); non-zero values "
-        "mean the timing shared the 2 cores with other jobs.",
+        *_same_worker(rows),
+        "- *others' CPU*: CPU the rest of the machine used during the row (cores, averaged, over the whole child "
+        "process); non-zero values mean the timing shared the cores with other jobs.",
+        *_noisy(rows),
         "",
         "| configuration | model load s | warm-up s | frame generation s/frame | cluster start s | tasks "
         "| graph build s | Cleaners built per worker | load avg (1 min) before → after | wall s, every round |",
