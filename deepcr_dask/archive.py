@@ -48,6 +48,7 @@ class ArchiveOptions:
     crmask_extension: bool = False
     probability: bool = False  # CRPROB extension and Zarr array
     device: str = "auto"
+    kernels: str = "reference"  # part of the key: "fast" rounds differently
 
     def key(self) -> str:
         """What must match for a previous result to count as done."""
@@ -145,7 +146,7 @@ def _process(path: str, output_dir: Path, zarr_path, options: ArchiveOptions, ba
     info = inspect_file(path, gain=options.gain, model=options.model)
     spec = get_spec(info.model, "mask")
     threshold = spec.threshold if options.threshold is None else options.threshold
-    cleaner = get_cleaner(info.model, options.inpaint, options.device)
+    cleaner = get_cleaner(info.model, options.inpaint, options.device, kernels=options.kernels)
     provenance = {"model": info.model, "inpaint": options.inpaint, "weight_hash": cleaner.mask_model.weight_hash,
                   "threshold": threshold, "version": __version__}
     results: list[ChipResult] = []
@@ -227,6 +228,7 @@ def process_archive(
     progress: bool = True,
     report: str | os.PathLike | None = None,
     device: str = "auto",
+    kernels: str = "reference",
 ) -> ArchiveSummary:
     """Clean every FITS file under ``inputs`` and record the results.
 
@@ -251,6 +253,8 @@ def process_archive(
         Files submitted at once (default: twice the cluster's threads).
     report : path, optional
         Write a Dask performance report (HTML) of the run.
+    device, kernels
+        Passed to each worker's :class:`deepcr_dask.Cleaner`.
 
     Returns
     -------
@@ -263,7 +267,7 @@ def process_archive(
         inputs = [inputs]
     files = discover(inputs, exclude=[output] + ([zarr_path] if zarr_path else []))
     options = ArchiveOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
-                             crmask_extension, probability, device)
+                             crmask_extension, probability, device, kernels)
     zarr_path = str(Path(zarr_path).resolve()) if zarr_path else None
     if zarr_path:
         zarr_io.clear_temporary(zarr_path)

@@ -14,6 +14,7 @@ the margin a tile, or a Dask block, needs to reproduce whole-image output.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -145,7 +146,11 @@ class Cleaner:
     batch_size : int, optional
         Tiles per forward pass (1 on CPU, 8 on GPU by default).
     precision : {"float32", "bfloat16", "float16"}
-        Network arithmetic; half precisions only on CUDA.
+        Network arithmetic: bfloat16 on CPUs and CUDA, float16 on CUDA only.
+    kernels : {"reference", "fast"}
+        ``"reference"``: probabilities within 1e-5 of deepCR's own. ``"fast"``: channels-last layers,
+        about twice as fast on CPUs, within 1.1e-5 of deepCR (the size of float32 rounding; masks
+        agree). Both are independent of the tiling and thread count.
 
     Attributes
     ----------
@@ -162,9 +167,11 @@ class Cleaner:
         tile: int = 512,
         batch_size: int | None = None,
         precision: str = "float32",
+        kernels: str = "reference",
     ):
-        self.mask_model: LoadedModel = load_model(mask, "mask")
-        self.inpaint_model: LoadedModel | None = load_model(inpaint, "inpaint") if inpaint else None
+        self.mask_model: LoadedModel = load_model(mask, "mask", kernels)
+        self.inpaint_model: LoadedModel | None = load_model(inpaint, "inpaint", kernels) if inpaint else None
+        self.kernels = kernels
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
@@ -182,6 +189,9 @@ class Cleaner:
         self.fill_reach = self.geometry.fill_reach
         self.tile = max(1, int(tile))  # cores need no alignment: windows are aligned around them
         self.halo = self.geometry.margin(inpaint=True)
+        # One forward pass at a time: a worker running several tasks would otherwise run several
+        # torch thread pools on the same cores (or fill one GPU's memory several times over).
+        self._forward_lock = threading.Lock()
         global LOAD_COUNT
         LOAD_COUNT += 1
 
@@ -384,7 +394,8 @@ class Cleaner:
         for i, a in enumerate(arrays):
             by_shape.setdefault(a.shape, []).append(i)
         autocast = self.dtype is not torch.float32
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+        with self._forward_lock, torch.inference_mode(), \
+                torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
             for indices in by_shape.values():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start:start + self.batch_size]

@@ -40,7 +40,7 @@ def _clean(args: argparse.Namespace) -> int:
     info = inspect_file(args.input, gain=args.gain, model=args.model)
     spec = get_spec(info.model, "mask")
     threshold = spec.threshold if args.threshold is None else args.threshold
-    cleaner = get_cleaner(info.model, args.inpaint, args.device)
+    cleaner = get_cleaner(info.model, args.inpaint, args.device, kernels=args.kernels)
     results = []
     start = time.perf_counter()
     for chip in info.chips:
@@ -80,6 +80,7 @@ def _archive(args: argparse.Namespace) -> int:
             threshold=args.threshold, dq_bit=args.dq_bit, gain=args.gain, write_fits=not args.no_fits,
             crmask_extension=args.crmask, probability=args.crprob, overwrite=args.overwrite,
             progress=not args.no_progress, report=args.report, device=args.device,
+            kernels=args.kernels,
         )
     finally:
         if handle is not None:
@@ -116,6 +117,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crmask", action="store_true", help="add a CRMASK extension for every chip")
     p.add_argument("--crprob", action="store_true", help="add CRPROB extensions (and Zarr probability arrays)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--kernels", choices=["reference", "fast"], default="reference",
+                   help="reference: within 1e-5 of deepCR; fast: channels-last, ~2x faster on CPUs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ class CleanerConfig:
     tile: int = 512
     batch_size: int | None = None
     precision: str = "float32"
+    kernels: str = "reference"
 
     def build(self):
         options = {k: v for k, v in asdict(self).items() if k not in ("mask", "inpaint", "device")}
@@ -53,7 +54,9 @@ class CleanerPlugin(WorkerPlugin):
     """Builds the worker's Cleaner when the worker starts (or joins later), and sets torch threads.
 
     The nanny pins a worker's native thread pools to one thread; a worker with ``nthreads`` task
-    threads runs the network with that many torch threads instead.
+    threads runs the network with that many torch threads instead. The Cleaner runs one forward
+    pass at a time, so concurrent tasks share those threads rather than multiplying them; the
+    tasks' numpy work (filling, cropping, inpainting) still overlaps.
     """
 
     def __init__(self, config: CleanerConfig):
@@ -168,6 +171,7 @@ def clean_dask(
     tile: int = 512,
     batch_size: int | None = None,
     precision: str = "float32",
+    kernels: str = "reference",
 ):
     """Lazy cosmic-ray mask and cleaned image of a 2-D dask array.
 
@@ -190,7 +194,7 @@ def clean_dask(
         Known bad pixels (never flagged, never used for filling, returned unchanged).
     inpaint_pixels : bool
         Replace flagged pixels in ``cleaned`` (True), or return the image unchanged.
-    device, tile, batch_size, precision
+    device, tile, batch_size, precision, kernels
         Passed to the worker's :class:`deepcr_dask.Cleaner`.
 
     Returns
@@ -204,7 +208,7 @@ def clean_dask(
         raise InputError(f"clean_dask: expected a 2-D image, got shape {image.shape}")
     if image.dtype.kind not in "fiu":
         raise InputError(f"clean_dask: expected real numbers, got dtype {image.dtype}")
-    config = CleanerConfig(mask, inpaint, device, tile, batch_size, precision)
+    config = CleanerConfig(mask, inpaint, device, tile, batch_size, precision, kernels)
     geometry = Geometry.for_models(mask, inpaint)
     depth = geometry.margin(inpaint=inpaint_pixels)
     spec = get_spec(str(mask), "mask")

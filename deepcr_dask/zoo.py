@@ -270,7 +270,7 @@ def network_geometry(name: str, kind: str) -> tuple[int, int]:
     return receptive_field(net), pooling_alignment(net)
 
 
-def load_model(name: str, kind: str = "mask") -> LoadedModel:
+def load_model(name: str, kind: str = "mask", kernels: str = "reference") -> LoadedModel:
     """Load a registered model or a weight file for inference.
 
     Parameters
@@ -278,6 +278,8 @@ def load_model(name: str, kind: str = "mask") -> LoadedModel:
     name : str
         A name from :func:`list_models`, or a path to a ``.pth`` / ``.safetensors`` file.
     kind : {"mask", "inpaint"}
+    kernels : {"reference", "fast"}
+        Layer layout for inference (see :func:`deepcr_dask.nn.fuse_for_inference`).
 
     Returns
     -------
@@ -290,4 +292,5 @@ def load_model(name: str, kind: str = "mask") -> LoadedModel:
     if not path.is_file():
         raise ModelError(f"{path}: weight file of model {spec.name!r} is missing")
     net = build_network(spec, _read_state_dict(path), path)
-    return LoadedModel(spec, fuse_for_inference(net), receptive_field(net), pooling_alignment(net), file_hash(path))
+    network = fuse_for_inference(net, kernels)
+    return LoadedModel(spec, network, receptive_field(net), pooling_alignment(net), file_hash(path))

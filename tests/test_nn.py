@@ -44,3 +44,52 @@ def test_every_zoo_checkpoint_loads_and_fuses_exactly(deepcr_module):
             fused = fuse_for_inference(reference)(x)
             assert torch.allclose(model.network(x), fused)
         assert torch.allclose(fused, expected, rtol=1e-4, atol=1e-5), spec.name
+
+
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+@pytest.mark.parametrize(("name", "kind"), [("ACS-WFC", "mask"), ("WFC3-UVIS", "mask"),
+                                            ("ACS-WFC-F606W-3-32", "inpaint")])
+def test_inference_layers_do_not_depend_on_shape_or_threads(name, kind, kernels):
+    """Each output pixel is bit-identical whatever the window's shape and the thread count.
+
+    oneDNN's direct kernels for 1-2 input channels, and its 1x1 single-output kernel, broke this
+    (shape-dependent algorithms, thread-split sums); PatchConv2d and PointwiseConv2d fix it. Windows
+    whose coarsest level is under 32 px a side (image corners, tiny images) may still round apart.
+    """
+    model = load_model(name, kind, kernels)
+    net, reach = model.network, model.halo
+    torch.manual_seed(2)
+    channels = 1 if kind == "mask" else 2
+    x = (torch.randn(1, channels, 160, 352) * 40).clamp(min=-3) + 2  # bright outliers, like stars and rays
+    if channels == 2:
+        x[:, 1] = (torch.rand(160, 352) < 0.02).float()
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(2)
+            whole = net(x)
+            torch.set_num_threads(1)
+            assert torch.equal(net(x), whole)
+            torch.set_num_threads(2)
+            align = model.alignment
+            smallest = 32 * align
+            for h, w in [(64, 64), (96, 100), (100, 64), (128, 128), (160, 200), (128, 260), (72, 352), (144, 352)]:
+                if min(h, w) < smallest:
+                    continue
+                h, w = h - h % align, w - w % align  # windows start on the pooling grid
+                got = net(x[..., :h, :w].contiguous())
+                core = (..., slice(0, h - reach), slice(0, w - reach))  # away from the crop's own edges
+                assert torch.equal(got[core], whole[..., :h, :w][core]), (h, w)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_fast_and_reference_kernels_compute_the_same_function():
+    torch.manual_seed(3)
+    x = torch.randn(2, 1, 96, 128) * 5 + 3
+    with torch.inference_mode():
+        ref = load_model("ACS-WFC", "mask", "reference").network(x)
+        fast = load_model("ACS-WFC", "mask", "fast").network(x)
+    assert torch.allclose(fast, ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="kernels"):
+        load_model("ACS-WFC", "mask", "fastest")
