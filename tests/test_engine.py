@@ -24,8 +24,8 @@ def client():
             yield c
 
 
-def _reference(image, mask="ACS-WFC", inpaint=None):
-    cleaner = dcr.Cleaner(mask, inpaint=inpaint, device="cpu")
+def _reference(image, mask="ACS-WFC", inpaint=None, kernels="reference"):
+    cleaner = dcr.Cleaner(mask, inpaint=inpaint, device="cpu", kernels=kernels)
     return (*cleaner.clean(image), cleaner.probability(image))
 
 
@@ -49,6 +49,14 @@ def test_real_frame_any_chunking_equals_whole_image(client, inpaint):
     for chunks in [(200, 200), (64, 64), (57, 101), (20, 13)]:
         mask = _compute_and_compare(chip, chunks, reference, inpaint=inpaint)
         assert mask.sum() > 0
+
+
+def test_fast_kernels_on_workers_equal_the_fast_cleaner(client):
+    with fits.open(real_file("wfpc2_u5780205r_c0f.fits")) as hdul:
+        chip = hdul[0].data[1].astype(np.float32) * 7.0  # electrons
+    reference = _reference(chip, kernels="fast")  # in-process: 2 torch threads; workers run 1
+    for chunks in [(300, 300), (57, 101)]:
+        assert _compute_and_compare(chip, chunks, reference, kernels="fast").sum() > 0
 
 
 @pytest.mark.slow
