@@ -54,9 +54,9 @@ class CleanerPlugin(WorkerPlugin):
     """Builds the worker's Cleaner when the worker starts (or joins later), and sets torch threads.
 
     The nanny pins a worker's native thread pools to one thread; a worker with ``nthreads`` task
-    threads runs the network with that many torch threads instead. The Cleaner runs one forward
-    pass at a time, so concurrent tasks share those threads rather than multiplying them; the
-    tasks' numpy work (filling, cropping, inpainting) still overlaps.
+    threads runs the network with that many torch threads instead. Concurrent tasks take turns on
+    the worker's Cleaner (a whole block per turn on CPUs, a forward pass on GPUs), so they share
+    those threads rather than multiplying them.
     """
 
     def __init__(self, config: CleanerConfig):
