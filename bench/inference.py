@@ -57,12 +57,16 @@ METHODS: dict[str, str] = {
     "(mask + 5x5 median inpaint)",
     "deepcr-segment": 'deepCR 0.3.1 `deepCR(mask="ACS-WFC").clean(img, segment=True, patch=1024)` (mask only)',
     "deepcr-whole": "deepCR 0.3.1 `clean(img, segment=False)` under `torch.no_grad()` (mask only)",
+    # Not run by default: deepCR segment with the glibc setting the Cleaner applies (allocator.py), to
+    # separate that setting's share of the speedup.
+    "deepcr-segment-malloc": "deepCR 0.3.1 `segment=True, patch=1024` after "
+    "`deepcr_dask.allocator.keep_large_blocks_in_heap()`",
     "astroscrappy": "astroscrappy `detect_cosmics(img)`, default parameters",
     # Not run by default: deepCR's own network inpainting, for comparison with cleaner-inpaint-net.
     "deepcr-inpaint-net": 'deepCR 0.3.1 `deepCR("ACS-WFC", inpaint="ACS-WFC-F606W-2-32")'
     '.clean(img, inpaint=True, segment=True, patch=1024)`',
 }
-DEFAULT_METHODS = [m for m in METHODS if m != "deepcr-inpaint-net"]
+DEFAULT_METHODS = [m for m in METHODS if m not in ("deepcr-inpaint-net", "deepcr-segment-malloc")]
 
 
 # -- synthetic frames ----------------------------------------------------------------------------------
@@ -229,7 +233,11 @@ def _setup(method: str) -> tuple[Callable[[np.ndarray], np.ndarray], list[tuple[
             return run, [(model.maskNet, 1), (model.inpaintNet, 2)], {}
 
         model = deepCR(mask=MASK_MODEL)
-        if method == "deepcr-segment":
+        if method == "deepcr-segment-malloc":
+            from deepcr_dask.allocator import keep_large_blocks_in_heap
+
+            keep_large_blocks_in_heap()
+        if method.startswith("deepcr-segment"):
             def run(img: np.ndarray) -> np.ndarray:
                 return model.clean(img, segment=True, patch=1024)  # as users call it: autograd stays on
         else:

@@ -30,6 +30,7 @@ import dask
 import dask.config
 from dask.utils import parse_bytes
 
+from .allocator import WORKER_ENVIRONMENT
 from .errors import DeepCRDaskError
 
 __all__ = [
@@ -434,8 +435,11 @@ def _make_local(options: dict[str, Any], security: Any, timeout: float | None) -
     _check_memory("memory_limit", kwargs.get("memory_limit"), allow_auto=True)
     if security is not None:
         kwargs["security"] = security
+    # Worker processes start with one malloc arena (see deepcr_dask.allocator): set before spawning.
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRONMENT}
     try:
-        cluster = LocalCluster(**kwargs)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ClusterOptionError(f"bad option for a local cluster: {exc}") from exc
     except Exception as exc:

@@ -344,7 +344,7 @@ def fuse_for_inference(net: UNet, kernels: str = "reference") -> UNet:
     net : UNet
     kernels : {"reference", "fast"}
         ``"reference"`` keeps the other layers NCHW, where oneDNN runs the same kernels as deepCR
-        (probabilities within 1e-5 of deepCR's). ``"fast"`` runs them channels-last, about twice as
+        (probabilities within 1e-5 of deepCR's). ``"fast"`` runs them channels-last, about 1.6x as
         fast on CPUs; it rounds differently from deepCR, by up to 1.1e-5 in a probability on real
         frames (identical masks), which is the same size as deepCR's own float32 rounding error.
     """
