@@ -140,9 +140,8 @@ def count_flops(net, shape: tuple[int, ...]) -> int:
 
     def hook(module, inputs, output) -> None:
         nonlocal total
-        if hasattr(module, "matrix"):  # deepcr-dask's PatchConv2d / PointwiseConv2d: a GEMM per pixel
-            rows = module.matrix.shape[0] - (1 if type(module).__name__ == "PatchConv2d" else 0)
-            total += 2 * output.numel() * rows
+        if hasattr(module, "reduction"):  # deepcr-dask's PatchConv2d / PointwiseConv2d: a GEMM per pixel
+            total += 2 * output.numel() * module.reduction
             return
         k = math.prod(module.kernel_size)
         if isinstance(module, nn.ConvTranspose2d):
@@ -151,7 +150,7 @@ def count_flops(net, shape: tuple[int, ...]) -> int:
             total += 2 * output.numel() * (module.in_channels // module.groups) * k
 
     for m in meta.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) or hasattr(m, "matrix"):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) or hasattr(m, "reduction"):
             m.register_forward_hook(hook)
     with torch.no_grad():
         meta(torch.zeros(shape, device="meta"))

@@ -194,9 +194,9 @@ class Cleaner:
         self.tile = max(1, int(tile))  # cores need no alignment: windows are aligned around them
         self.halo = self.geometry.margin(inpaint=True)
         # Tasks sharing this Cleaner (a worker with several threads) take turns. On a CPU a whole region
-        # is one turn: a task's numpy steps running beside another task's torch thread pool
-        # oversubscribe the cores, which cost 14% on a 1-process x 2-thread worker. On a GPU only the
-        # forward pass is a turn, so one task's CPU steps overlap another's network.
+        # is one turn: a task's numpy steps running beside another task's torch thread pool would
+        # oversubscribe the cores. On a GPU only the forward pass is a turn, so one task's CPU steps
+        # overlap another's network.
         self._turn = threading.RLock()
         global LOAD_COUNT
         LOAD_COUNT += 1

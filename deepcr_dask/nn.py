@@ -289,6 +289,7 @@ class PatchConv2d(nn.Module):
         self.out_channels = conv.out_channels
         self.channels_last = channels_last
         weight = conv.weight.detach().reshape(conv.out_channels, -1)
+        self.reduction = weight.shape[1]  # multiply-adds per output value (k*k*C_in)
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         self.register_buffer("matrix", torch.cat([weight, bias[:, None]], dim=1).t().contiguous())
 
@@ -314,6 +315,7 @@ class PointwiseConv2d(nn.Module):
             raise ValueError("PointwiseConv2d needs a 1x1, stride-1, ungrouped convolution")
         self.out_channels = conv.out_channels
         self.register_buffer("matrix", conv.weight.detach().reshape(conv.out_channels, -1).t().contiguous())
+        self.reduction = self.matrix.shape[0]  # multiply-adds per output value (C_in)
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         self.register_buffer("bias", bias.clone())
 
