@@ -140,7 +140,7 @@ def count_flops(net, shape: tuple[int, ...]) -> int:
 
     def hook(module, inputs, output) -> None:
         nonlocal total
-        if hasattr(module, "reduction"):  # deepcr-dask's PatchConv2d / PointwiseConv2d: a GEMM per pixel
+        if hasattr(module, "reduction"):  # deepcr-dask's fused layers state their multiply-adds per output
             total += 2 * output.numel() * module.reduction
             return
         k = math.prod(module.kernel_size)

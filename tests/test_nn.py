@@ -93,3 +93,41 @@ def test_fast_and_reference_kernels_compute_the_same_function():
     assert torch.allclose(fast, ref, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="kernels"):
         load_model("ACS-WFC", "mask", "fastest")
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 60, 84), (2, 64, 31, 17)])
+def test_inference_layers_equal_the_pytorch_layers_they_replace(shape):
+    """The rewritten layers change speed only: bit-identical to the layers deepCR runs."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from deepcr_dask.nn import ConcatUp, ConvReLU, MaxPool2x2, PatchConv2d, PointwiseConv2d, Up
+
+    torch.manual_seed(4)
+    n, c, h, w = shape
+    deep = torch.randn(n, c, h, w) * 3
+    skip = torch.randn(n, c // 2, 2 * h, 2 * w) * 3
+    up = Up(c, c // 2, "batch").eval()
+    conv = nn.Conv2d(c // 2, c // 2, 3, padding=1).eval()
+    first = nn.Conv2d(2, c // 2, 3, padding=1).eval()
+    head = nn.Conv2d(c // 2, 1, 1).eval()
+    image = torch.randn(n, 2, 2 * h, 2 * w) * 10
+    with torch.inference_mode():
+        assert torch.equal(ConcatUp(up)(deep, skip), up(deep, skip))
+        assert torch.equal(ConvReLU(conv)(skip), torch.relu(conv(skip)))
+        assert torch.equal(MaxPool2x2()(skip), F.max_pool2d(skip, 2))
+        assert torch.equal(MaxPool2x2()(skip[..., :-1, :]), F.max_pool2d(skip[..., :-1, :], 2))  # odd rows
+        nchw = PatchConv2d(first, channels_last=False)(image)
+        assert nchw.is_contiguous()
+        assert torch.equal(nchw, PatchConv2d(first, channels_last=True)(image))
+        torch.testing.assert_close(nchw, first(image), rtol=1e-5, atol=1e-5)  # another summation order
+        last = skip.contiguous(memory_format=torch.channels_last)
+        pointwise = PointwiseConv2d(head)
+        assert pointwise(skip).is_contiguous()
+        # The two layouts sum the channels in other orders (each fixed: see the shape test above).
+        torch.testing.assert_close(pointwise(skip), pointwise(last), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(pointwise(skip), head(skip), rtol=1e-6, atol=1e-6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused, plain = ConvReLU(conv)(skip), torch.relu(conv(skip))
+        assert fused.dtype == plain.dtype == torch.bfloat16
+        assert torch.equal(fused, plain)
