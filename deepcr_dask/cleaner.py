@@ -4,7 +4,7 @@ Pixel path, for one tile core ``C`` (global padded coordinates, see :mod:`deepcr
 
 1. raw pixels of ``M ± fill`` -> ignored pixels (NaN/inf/``ignore``) filled by a local median
    -> divided by the model's scale (and standardised) -> zero-padded like deepCR;
-2. mask network on the aligned window ``M`` -> probability, exact on ``I = M - halo_mask``;
+2. mask network on the aligned window ``M`` -> probability, exact on ``I = M - reach_mask``;
 3. inpaint network on the aligned window ``I`` (or a local median) -> cleaned pixels, exact on ``C``.
 
 Every step is local with a known reach, so ``Cleaner.halo`` (their sum plus pooling alignment) is all
@@ -40,8 +40,8 @@ LOAD_COUNT = 0  # Cleaners built in this process (each loads its networks once)
 class Geometry:
     """How much margin and which grid tiled inference needs for a mask (+ inpaint) model pair."""
 
-    mask_halo: int
-    inpaint_halo: int | None  # None: median inpainting
+    mask_reach: int  # margin the mask network needs on each side (nn.reach)
+    inpaint_net_reach: int | None  # the inpaint network's; None: median inpainting
     alignment: int
     fill_reach: int
 
@@ -52,21 +52,21 @@ class Geometry:
     @property
     def inpaint_reach(self) -> int:
         """Margin the inpainting step adds around a core (aligned window or median support)."""
-        if self.inpaint_halo is None:
+        if self.inpaint_net_reach is None:
             return fill_support()
-        return self.inpaint_halo + self.alignment - 1
+        return self.inpaint_net_reach + self.alignment - 1
 
     def margin(self, inpaint: bool = True) -> int:
         """Raw-pixel margin a core needs: fill reach + mask halo (+ inpaint reach), each aligned."""
-        margin = self.fill_reach + self.mask_halo + self.alignment - 1
+        margin = self.fill_reach + self.mask_reach + self.alignment - 1
         return margin + self.inpaint_reach if inpaint else margin
 
     @classmethod
     def for_models(cls, mask: str, inpaint: str | None) -> Geometry:
         """Geometry from the architectures alone: no weights are read."""
-        mask_halo, mask_align = network_geometry(mask, "mask")
-        inpaint_halo, inpaint_align = network_geometry(inpaint, "inpaint") if inpaint else (None, 1)
-        return cls(mask_halo, inpaint_halo, math.lcm(mask_align, inpaint_align), fill_support())
+        mask_reach, mask_align = network_geometry(mask, "mask")
+        inpaint_reach, inpaint_align = network_geometry(inpaint, "inpaint") if inpaint else (None, 1)
+        return cls(mask_reach, inpaint_reach, math.lcm(mask_align, inpaint_align), fill_support())
 
 
 @dataclass(frozen=True)
@@ -183,8 +183,8 @@ class Cleaner:
         for model in models:
             model.network.to(self.device)
         self.geometry = Geometry(
-            self.mask_model.halo,
-            self.inpaint_model.halo if self.inpaint_model else None,
+            self.mask_model.reach,
+            self.inpaint_model.reach if self.inpaint_model else None,
             math.lcm(*(m.alignment for m in models)),
             fill_support(),
         )
@@ -302,7 +302,7 @@ class Cleaner:
         net_inpaint = cleaning and self.inpaint_model is not None
         # Window each tile's pixels are cleaned from (I), and the mask network's window around it (M).
         if net_inpaint:
-            inner = [tuple(aligned_window(s, self.inpaint_model.halo, self.alignment, f)
+            inner = [tuple(aligned_window(s, self.inpaint_model.reach, self.alignment, f)
                            for s, f in zip(job, frames)) for job in jobs]
         elif cleaning:
             inner = [tuple(s.grow(self.geometry.inpaint_reach, f.image) for s, f in zip(job, frames)) for job in jobs]
@@ -312,7 +312,7 @@ class Cleaner:
         if want == "inpaint":
             masks = [self._given(region, frames, win, given_mask) for win in inner]
         else:
-            outer = [tuple(aligned_window(s, self.mask_model.halo, self.alignment, f)
+            outer = [tuple(aligned_window(s, self.mask_model.reach, self.alignment, f)
                            for s, f in zip(win, frames)) for win in inner]
             inputs = [self._network_input(region, frames, stats, win) for win in outer]
             probs = self._forward(self.mask_model, [x[None] for x, _ in inputs])

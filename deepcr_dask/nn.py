@@ -32,6 +32,7 @@ __all__ = [
     "WeightNormConv2d",
     "fuse_for_inference",
     "pooling_alignment",
+    "reach",
     "receptive_field",
 ]
 
@@ -232,6 +233,41 @@ def receptive_field(net: UNet) -> int:
         convs(up.conv)
     rf += (net.outc.conv.kernel_size[0] - 1) * jump
     return rf
+
+
+def reach(net: UNet) -> int:
+    """Largest distance in pixels, on either side, from an output pixel to an input pixel it uses.
+
+    This, not the receptive field's full width, is the margin a window needs around the pixels it
+    must compute exactly (with windows on the pooling grid). Same-padded convolutions reach
+    ``(k - 1) // 2 * jump`` each side; a pooling cell reaches ``(k - 1) * jump`` to one side, which
+    side depending on the pixel, so it counts fully on both; a transposed conv reaches
+    ``(ceil(k / s) - 1) * jump`` of the coarse grid. For the 2-32 networks this is 9 px (receptive
+    field 18), for the 3-32 networks 23 px (44).
+    """
+    distance, jump = 0, 1
+
+    def convs(block: DoubleConv) -> None:
+        nonlocal distance
+        for conv in _conv_layers(block):
+            k, d, pad = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
+            if k % 2 == 0 or pad != (k - 1) // 2 * d:
+                raise ValueError(f"reach needs odd, same-padded convolutions, got {conv}")
+            distance += (k - 1) // 2 * d * jump
+
+    convs(net.inc.conv)
+    for down in net.downs():
+        pool, block = down.mpconv
+        distance += (_pair(pool.kernel_size) - 1) * jump
+        jump *= _pair(pool.stride)
+        convs(block)
+    for up in net.ups():
+        kernel, stride = up.up.kernel_size[0], up.up.stride[0]
+        distance += (math.ceil(kernel / stride) - 1) * jump
+        jump //= stride
+        convs(up.conv)
+    distance += (net.outc.conv.kernel_size[0] - 1) // 2 * jump
+    return distance
 
 
 def pooling_alignment(net: UNet) -> int:

@@ -1,10 +1,11 @@
 """Window geometry for seam-free tiled inference.
 
 A UNet with pooling stride ``A`` is translation-equivariant only under shifts that are multiples of
-``A``, and each output pixel sees ``halo`` pixels of input. Whole-image inference pads the image with
-zeros at the top and left to a multiple of ``pad_multiple`` (deepCR's convention). Call that padded
-frame the *global* frame. A window whose edges lie on multiples of ``A`` in the global frame (or on the
-frame's true edges) reproduces whole-image output everywhere further than ``halo`` from its cut edges.
+``A``, and each output pixel uses input pixels up to ``reach`` away (:func:`deepcr_dask.nn.reach`).
+Whole-image inference pads the image with zeros at the top and left to a multiple of ``pad_multiple``
+(deepCR's convention). Call that padded frame the *global* frame. A window whose edges lie on
+multiples of ``A`` in the global frame (or on the frame's true edges) reproduces whole-image output
+everywhere further than ``reach`` from its cut edges.
 """
 
 from __future__ import annotations

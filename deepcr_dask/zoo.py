@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .errors import ModelError
-from .nn import Architecture, UNet, fuse_for_inference, pooling_alignment, receptive_field
+from .nn import Architecture, UNet, fuse_for_inference, pooling_alignment, reach, receptive_field
 
 __all__ = [
     "LoadedModel",
@@ -245,13 +245,14 @@ class LoadedModel:
 
     spec: ModelSpec
     network: UNet  # normalisation folded, eval mode
-    halo: int  # receptive field of the network in pixels
+    halo: int  # receptive field of the network in pixels (its full width)
     alignment: int  # windows start on multiples of this (product of pooling strides)
     weight_hash: str
+    reach: int  # margin a window needs on each side: the farthest input an output pixel uses
 
     def describe(self) -> dict:
         d = asdict(self.spec)
-        d.update(halo=self.halo, alignment=self.alignment, weight_hash=self.weight_hash)
+        d.update(halo=self.halo, reach=self.reach, alignment=self.alignment, weight_hash=self.weight_hash)
         return d
 
 
@@ -265,9 +266,9 @@ def build_network(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path | 
 
 
 def network_geometry(name: str, kind: str) -> tuple[int, int]:
-    """``(receptive field, pooling alignment)`` of a model, from its architecture alone (no weights read)."""
+    """``(reach, pooling alignment)`` of a model, from its architecture alone (no weights read)."""
     net = get_spec(str(name), kind).architecture.build()
-    return receptive_field(net), pooling_alignment(net)
+    return reach(net), pooling_alignment(net)
 
 
 def load_model(name: str, kind: str = "mask", kernels: str = "reference") -> LoadedModel:
@@ -293,4 +294,4 @@ def load_model(name: str, kind: str = "mask", kernels: str = "reference") -> Loa
         raise ModelError(f"{path}: weight file of model {spec.name!r} is missing")
     net = build_network(spec, _read_state_dict(path), path)
     network = fuse_for_inference(net, kernels)
-    return LoadedModel(spec, network, receptive_field(net), pooling_alignment(net), file_hash(path))
+    return LoadedModel(spec, network, receptive_field(net), pooling_alignment(net), file_hash(path), reach(net))

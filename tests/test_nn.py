@@ -5,15 +5,35 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepcr_dask.nn import Architecture, UNet, fuse_for_inference, pooling_alignment, receptive_field
+from deepcr_dask.nn import Architecture, UNet, fuse_for_inference, pooling_alignment, reach, receptive_field
 from deepcr_dask.zoo import load_model, registered_specs
 
 
-@pytest.mark.parametrize(("depth", "rf", "alignment"), [(2, 18, 2), (3, 44, 4), (4, 96, 8)])
-def test_receptive_field_and_alignment_from_layers(depth, rf, alignment):
+@pytest.mark.parametrize(("depth", "rf", "distance", "alignment"), [(2, 18, 9, 2), (3, 44, 23, 4), (4, 96, 51, 8)])
+def test_receptive_field_and_alignment_from_layers(depth, rf, distance, alignment):
     net = UNet(1, 1, 8, depth)
     assert receptive_field(net) == rf
+    assert reach(net) == distance
     assert pooling_alignment(net) == alignment
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_reach_is_the_farthest_input_any_output_pixel_uses(depth):
+    """Measured with gradients at every offset on the pooling grid: never beyond, and attained."""
+    torch.manual_seed(5)
+    net = Architecture(1, 1, 4, depth, "batch", False).build().eval()
+    distance, align = reach(net), pooling_alignment(net)
+    size = 4 * distance + 4 * align
+    farthest = 0
+    for offset in range(align):
+        x = (torch.rand(1, 1, size, size) + 0.5).requires_grad_()  # positive: few ReLUs cut off
+        centre = size // 2 + offset
+        net(x)[0, 0, centre, centre].backward()
+        rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+        seen = max(int((rows - centre).abs().max()), int((cols - centre).abs().max()))
+        assert seen <= distance, offset
+        farthest = max(farthest, seen)
+    assert farthest == distance
 
 
 def test_receptive_field_bounds_the_influence_of_a_pixel():
