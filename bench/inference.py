@@ -135,6 +135,8 @@ def count_flops(net, shape: tuple[int, ...]) -> int:
     import torch
     from torch import nn
 
+    from deepcr_dask.nn import ConcatUp
+
     meta = copy.deepcopy(net).to("meta")
     total = 0
 
@@ -143,6 +145,8 @@ def count_flops(net, shape: tuple[int, ...]) -> int:
         if hasattr(module, "reduction"):  # deepcr-dask's fused layers state their multiply-adds per output
             total += 2 * output.numel() * module.reduction
             return
+        if isinstance(module, ConcatUp):  # its transposed conv is a matrix product; its convs hook themselves
+            module = module.up
         k = math.prod(module.kernel_size)
         if isinstance(module, nn.ConvTranspose2d):
             total += 2 * inputs[0].numel() * (module.out_channels // module.groups) * k
@@ -150,7 +154,7 @@ def count_flops(net, shape: tuple[int, ...]) -> int:
             total += 2 * output.numel() * (module.in_channels // module.groups) * k
 
     for m in meta.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) or hasattr(m, "reduction"):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, ConcatUp)) or hasattr(m, "reduction"):
             m.register_forward_hook(hook)
     with torch.no_grad():
         meta(torch.zeros(shape, device="meta"))
