@@ -151,7 +151,7 @@ class Cleaner:
         Network arithmetic: bfloat16 on CPUs and CUDA, float16 on CUDA only.
     kernels : {"reference", "fast"}
         ``"reference"``: probabilities within 1e-5 of deepCR's own. ``"fast"``: channels-last layers,
-        about 1.6x as fast on CPUs, within 1.1e-5 of deepCR (the size of float32 rounding; masks
+        about 1.25x as fast on CPUs, within 1.1e-5 of deepCR (the size of float32 rounding; masks
         agree). Both are independent of the tiling and thread count.
 
     Attributes

@@ -118,7 +118,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crprob", action="store_true", help="add CRPROB extensions (and Zarr probability arrays)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--kernels", choices=["reference", "fast"], default="reference",
-                   help="reference: within 1e-5 of deepCR; fast: channels-last, ~1.6x faster on CPUs")
+                   help="reference: within 1e-5 of deepCR; fast: channels-last, ~1.25x faster on CPUs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -445,9 +445,8 @@ class ConcatUp(nn.Module):
     A 2x2, stride-2 transposed conv gives each input pixel's ``C_in`` values a ``(C_in, C_out*2*2)``
     product: the four output pixels it covers. Computed so, and bias-added into the buffer that also
     holds the skip connection, it is bit-identical to ``cat([skip, conv_transpose2d(x)])`` (tested)
-    and 1.6x faster for NCHW tensors, where PyTorch's transposed conv reorders its input and output
-    and ``cat`` copies the result once more. Channels-last input keeps the native layers, which are
-    faster there.
+    and skips the reorders PyTorch's transposed conv makes of NCHW input and output, and the copy
+    ``cat`` makes of its result. Channels-last input keeps the native layers, which are faster there.
     """
 
     def __init__(self, up: Up):
