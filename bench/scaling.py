@@ -201,17 +201,15 @@ def run_in_process(name: str, frames: int, size: int, repeats: int = 1) -> dict:
             return wall, [(int(a), float(b)) for a, b in zip(flat[0::2], flat[1::2])], graph
 
     walls, sums, graph = _timed(run, repeats)
-    return {
-        "load_s": load_s,
-        "generate_s": generate_s,
-        "warmup_s": warmup_s,
-        "wall_s": min(walls),
-        "walls_s": walls,
-        "graph": graph,
-        "rss_gb": [_maxrss_gb()],
-        "loads": [engine.load_count()],
-        "sums": sums,
-    }
+    return _record(load_s, generate_s, warmup_s, walls, graph, sums,
+                   rss_gb=[_maxrss_gb()], loads=[engine.load_count()])
+
+
+def _record(load_s: float, generate_s: float, warmup_s: float, walls: list[float], graph: dict, sums: list,
+            **extra) -> dict:
+    """One configuration's result: the timings every configuration has, then its own fields."""
+    return {"load_s": load_s, "generate_s": generate_s, "warmup_s": warmup_s, "wall_s": min(walls),
+            "walls_s": walls, "graph": graph, **extra, "sums": sums}
 
 
 def _reductions(arrays, dcr) -> list:
@@ -305,21 +303,10 @@ def run_cluster(name: str, frames: int, size: int, repeats: int = 1) -> dict:
 
         walls, sums, graph = _timed(run_cleaner if kind == "cluster-cleaner" else run_dask, repeats)
         stats = client.run(_worker_stats)
-        return {
-            "cluster_start_s": start_s,
-            "load_s": load_s,
-            "generate_s": generate_s,
-            "warmup_s": warmup_s,
-            "wall_s": min(walls),
-            "walls_s": walls,
-            "graph": graph,
-            "placement": placement,
-            "rss_gb": [s[0] for s in stats.values()],
-            "loads": [s[1] for s in stats.values()],
-            "torch_threads": [s[2] for s in stats.values()],
-            "client_rss_gb": _maxrss_gb(),
-            "sums": sums,
-        }
+        return {"cluster_start_s": start_s, **_record(
+            load_s, generate_s, warmup_s, walls, graph, sums, placement=placement,
+            rss_gb=[s[0] for s in stats.values()], loads=[s[1] for s in stats.values()],
+            torch_threads=[s[2] for s in stats.values()], client_rss_gb=_maxrss_gb())}
     finally:
         handle.close()
 

@@ -206,69 +206,70 @@ def _conv_layers(block: DoubleConv) -> list[nn.Conv2d]:
     return [m for m in block.conv if isinstance(m, nn.Conv2d)]
 
 
-def receptive_field(net: UNet) -> int:
-    """Width in pixels of the input region that one output pixel depends on.
+@dataclass(frozen=True)
+class _Step:
+    """One layer on the network's deepest path, as far as geometry goes."""
 
-    Walks the deepest path of the network with the usual recurrence (``r += (k - 1) * jump``,
-    ``jump *= stride``), reading kernel sizes and strides from the layers themselves.
-    """
-    rf, jump = 1, 1
+    kind: str  # "conv" (same-padded), "pool", or "up" (transposed conv)
+    kernel: int
+    jump: int  # image pixels between neighbouring samples of the layer's input
+    dilation: int = 1
+    stride: int = 1
+
+    @property
+    def span(self) -> int:
+        """Image pixels between the first and last input sample one output sample uses."""
+        if self.kind == "conv":
+            return (self.kernel - 1) * self.dilation * self.jump
+        if self.kind == "pool":
+            return (self.kernel - 1) * self.jump
+        return (math.ceil(self.kernel / self.stride) - 1) * self.jump  # a transposed conv's output sees ceil(k/s)
+
+
+def _deepest_path(net: UNet) -> list[_Step]:
+    """The layers of the deepest path, with kernel sizes and strides read from the layers themselves."""
+    steps: list[_Step] = []
+    jump = 1
 
     def convs(block: DoubleConv) -> None:
-        nonlocal rf
         for conv in _conv_layers(block):
-            rf += (conv.kernel_size[0] - 1) * conv.dilation[0] * jump
+            k, d = conv.kernel_size[0], conv.dilation[0]
+            if k % 2 == 0 or conv.padding[0] != (k - 1) // 2 * d:
+                raise ValueError(f"only odd, same-padded convolutions are supported, got {conv}")
+            steps.append(_Step("conv", k, jump, dilation=d))
 
     convs(net.inc.conv)
     for down in net.downs():
         pool, block = down.mpconv
-        kernel, stride = _pair(pool.kernel_size), _pair(pool.stride)
-        rf += (kernel - 1) * jump
-        jump *= stride
+        steps.append(_Step("pool", _pair(pool.kernel_size), jump, stride=_pair(pool.stride)))
+        jump *= _pair(pool.stride)
         convs(block)
     for up in net.ups():
-        kernel, stride = up.up.kernel_size[0], up.up.stride[0]
-        # One output pixel of a transposed conv sees ceil(k / s) input pixels.
-        rf += (math.ceil(kernel / stride) - 1) * jump
-        jump //= stride
+        steps.append(_Step("up", up.up.kernel_size[0], jump, stride=up.up.stride[0]))
+        jump //= up.up.stride[0]
         convs(up.conv)
-    rf += (net.outc.conv.kernel_size[0] - 1) * jump
-    return rf
+    steps.append(_Step("conv", net.outc.conv.kernel_size[0], jump))
+    return steps
+
+
+def receptive_field(net: UNet) -> int:
+    """Width in pixels of the input region that one output pixel depends on.
+
+    The usual recurrence (``r += (k - 1) * jump``, ``jump *= stride``) along the deepest path.
+    """
+    return 1 + sum(step.span for step in _deepest_path(net))
 
 
 def reach(net: UNet) -> int:
     """Largest distance in pixels, on either side, from an output pixel to an input pixel it uses.
 
     This, not the receptive field's full width, is the margin a window needs around the pixels it
-    must compute exactly (with windows on the pooling grid). Same-padded convolutions reach
-    ``(k - 1) // 2 * jump`` each side; a pooling cell reaches ``(k - 1) * jump`` to one side, which
-    side depending on the pixel, so it counts fully on both; a transposed conv reaches
-    ``(ceil(k / s) - 1) * jump`` of the coarse grid. For the 2-32 networks this is 9 px (receptive
-    field 18), for the 3-32 networks 23 px (44).
+    must compute exactly (with windows on the pooling grid). A same-padded convolution spans
+    symmetrically, half each side; a pooling cell or a transposed conv's inputs lie to one side of a
+    pixel, which side depending on the pixel, so their span counts fully on both. For the 2-32
+    networks this is 9 px (receptive field 18), for the 3-32 networks 23 px (44).
     """
-    distance, jump = 0, 1
-
-    def convs(block: DoubleConv) -> None:
-        nonlocal distance
-        for conv in _conv_layers(block):
-            k, d, pad = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
-            if k % 2 == 0 or pad != (k - 1) // 2 * d:
-                raise ValueError(f"reach needs odd, same-padded convolutions, got {conv}")
-            distance += (k - 1) // 2 * d * jump
-
-    convs(net.inc.conv)
-    for down in net.downs():
-        pool, block = down.mpconv
-        distance += (_pair(pool.kernel_size) - 1) * jump
-        jump *= _pair(pool.stride)
-        convs(block)
-    for up in net.ups():
-        kernel, stride = up.up.kernel_size[0], up.up.stride[0]
-        distance += (math.ceil(kernel / stride) - 1) * jump
-        jump //= stride
-        convs(up.conv)
-    distance += (net.outc.conv.kernel_size[0] - 1) // 2 * jump
-    return distance
+    return sum(step.span // 2 if step.kind == "conv" else step.span for step in _deepest_path(net))
 
 
 def pooling_alignment(net: UNet) -> int:
