@@ -68,8 +68,9 @@ class WeightNormConv2d(nn.Conv2d):
         self.weight_g = nn.Parameter(weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
 
     def materialized_weight(self) -> torch.Tensor:
-        norm = self.weight_v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-        return self.weight_g * self.weight_v / norm
+        # The kernel torch.nn.utils.weight_norm (which deepCR used) calls: the same bits as deepCR's
+        # weights, where spelling the formula out rounds up to 2e-7 apart.
+        return torch._weight_norm(self.weight_v, self.weight_g, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.materialized_weight(), self.bias)
