@@ -46,15 +46,14 @@ REFERENCE = "cleaner-mask"  # the row every ratio is taken against
 DEEPCR_ROW, LACOSMIC_ROW = "deepcr-segment", "astroscrappy"  # the targets' baselines
 
 METHODS: dict[str, str] = {
-    "cleaner-mask": 'deepcr-dask `Cleaner("ACS-WFC").clean(img, inpaint=False)` (mask only)',
-    "cleaner-mask-fast": 'deepcr-dask `Cleaner("ACS-WFC", kernels="fast").clean(img, inpaint=False)` '
-    "(mask only, channels-last float32)",
-    "cleaner-mask-fast-bf16": 'deepcr-dask `Cleaner("ACS-WFC", kernels="fast", precision="bfloat16")'
-    '.clean(img, inpaint=False)` (mask only, bfloat16 autocast)',
+    "cleaner-mask": 'deepcr-dask `Cleaner("ACS-WFC").clean(img, inpaint=False)` (mask only; default '
+    '`kernels="fast"`: channels-last float32)',
+    "cleaner-mask-reference": 'deepcr-dask `Cleaner("ACS-WFC", kernels="reference").clean(img, inpaint=False)` '
+    "(mask only, deepCR's NCHW convolution kernels)",
+    "cleaner-mask-bf16": 'deepcr-dask `Cleaner("ACS-WFC", precision="bfloat16").clean(img, inpaint=False)` '
+    "(mask only, bfloat16 autocast)",
     "cleaner-inpaint-net": 'deepcr-dask `Cleaner("ACS-WFC", inpaint="ACS-WFC-F606W-2-32").clean(img)`',
     "cleaner-inpaint-median": 'deepcr-dask `Cleaner("ACS-WFC").clean(img)` (mask + 5x5 median inpaint)',
-    "cleaner-inpaint-median-fast": 'deepcr-dask `Cleaner("ACS-WFC", kernels="fast").clean(img)` '
-    "(mask + 5x5 median inpaint)",
     "deepcr-segment": 'deepCR 0.3.1 `deepCR(mask="ACS-WFC").clean(img, segment=True, patch=1024)` (mask only)',
     "deepcr-whole": "deepCR 0.3.1 `clean(img, segment=False)` under `torch.no_grad()` (mask only)",
     # Not run by default: deepCR segment with the glibc setting the Cleaner applies (allocator.py), to
@@ -211,7 +210,7 @@ def _setup(method: str) -> tuple[Callable[[np.ndarray], np.ndarray], list[tuple[
         import deepcr_dask
 
         cleaner = deepcr_dask.Cleaner(MASK_MODEL, inpaint=INPAINT_MODEL if method == "cleaner-inpaint-net" else None,
-                                      device="cpu", kernels="fast" if "-fast" in method else "reference",
+                                      device="cpu", kernels="reference" if "-reference" in method else "fast",
                                       precision="bfloat16" if method.endswith("-bf16") else "float32")
         inpaint = not method.startswith("cleaner-mask")
 
