@@ -651,20 +651,16 @@ class Footprint:
 
 @lru_cache(maxsize=2)
 def load_footprints(path: str) -> tuple[Footprint, ...]:
-    """Cosmic-ray footprints of the imSim catalogue (rows of ``fp_id, x0, y0, pixel_values`` spans)."""
-    from astropy.io import fits
+    """Cosmic-ray footprints of the imSim catalogue, as read by :func:`deepcr_dask.simulate.footprint_catalogue`.
 
-    with fits.open(path) as hdul:
-        table = hdul[1].data
-        spans: dict[int, list] = {}
-        for fp_id, x0, y0, values in zip(table["fp_id"], table["x0"], table["y0"], table["pixel_values"]):
-            spans.setdefault(int(fp_id), []).append((int(y0), int(x0), np.asarray(values, np.float32)))
+    The evaluation injects them with their exact pixels and charges (no rescaling to another detector).
+    """
+    from .simulate import footprint_catalogue
+
     out = []
-    for parts in spans.values():
-        rows = np.concatenate([np.full(len(v), y) for y, _, v in parts])
-        cols = np.concatenate([x + np.arange(len(v)) for _, x, v in parts])
-        values = np.concatenate([v for *_, v in parts])
-        out.append(Footprint(rows - rows.min(), cols - cols.min(), values))
+    for fp in footprint_catalogue(path).footprints:
+        rows, cols = np.nonzero(fp.stamp)
+        out.append(Footprint(rows, cols, fp.stamp[rows, cols].astype(np.float32)))
     return tuple(out)
 
 
