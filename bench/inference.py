@@ -469,9 +469,12 @@ def add_ratios(results: list[dict]) -> None:
             if r.get("flops_per_px"):
                 r["effective_gflops"] = r["flops_per_px"] * r["mpix_per_s"] / 1e3
                 r["actual_gflops"] = r["actual_flops"] / r["seconds"] / 1e9
-    ref = {r["size"]: r for r in results if r["method"] == REFERENCE and r.get("status") == "ok"}
+    def by_size(method: str) -> dict[int, dict]:
+        return {r["size"]: r for r in results if r["method"] == method and r.get("status") == "ok"}
+
+    ref = by_size(REFERENCE)
     for key, row in (("vs_deepcr", DEEPCR_ROW), ("vs_lacosmic", LACOSMIC_ROW)):
-        base = {r["size"]: r for r in results if r["method"] == row and r.get("status") == "ok"}
+        base = by_size(row)
         for r in results:
             if r.get("status") == "ok" and r["size"] in base:
                 r[key] = r["mpix_per_s"] / base[r["size"]]["mpix_per_s"]

@@ -307,12 +307,23 @@ def _plain_conv(conv: WeightNormConv2d) -> nn.Conv2d:
     return plain
 
 
+def _left_product(matrix: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """``matrix @ b`` for each ``(K, N)`` matrix ``b`` of a ``(n, K, N)`` batch, as plain matrix products.
+
+    Why not ``torch.matmul``: with a batch it becomes a batched product, slower here than ``mm`` per image.
+    """
+    if len(batch) == 1:
+        return torch.mm(matrix, batch[0])[None]
+    return torch.stack([torch.mm(matrix, b) for b in batch])
+
+
 class PatchConv2d(nn.Module):
     """A stride-1 "same" convolution of a few-channel input, as one matrix product over patches.
 
     Each pixel's ``k*k*C_in`` neighbours (and a 1 for the bias) are unfolded into a row and
     multiplied by the ``(k*k*C_in + 1, C_out)`` weight matrix. The product comes out channels-last,
-    ready for channels-last layers, or is copied to NCHW with ``channels_last=False``.
+    ready for channels-last layers, or, with ``channels_last=False``, is computed transposed so that
+    it comes out NCHW (bit-identical, no copy).
 
     Why: for 1-2 input channels oneDNN's direct kernels choose their algorithm from the image shape
     and round differently between them (up to 1e-6 in a mask probability), which would make tiled
@@ -349,8 +360,7 @@ class PatchConv2d(nn.Module):
         matrix = self.matrix.to(patches.dtype)
         if not self.channels_last:
             # The same products in the other orientation (bit-identical), written NCHW with no copy.
-            y = torch.stack([torch.mm(matrix.t(), p) for p in patches]) if n > 1 else torch.mm(matrix.t(), patches[0])
-            return y.view(n, self.out_channels, h, w)
+            return _left_product(matrix.t(), patches).view(n, self.out_channels, h, w)
         y = torch.matmul(patches.transpose(1, 2), matrix)  # (n, h*w, C_out)
         return y.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
 
@@ -378,8 +388,7 @@ class PointwiseConv2d(nn.Module):
         if x.is_contiguous():
             # NCHW: a (1, C) x (C, h*w) product with no copy of the input; it sums the channels in
             # another fixed order than the channels-last product below.
-            pixels = x.view(n, c, h * w)
-            y = torch.stack([torch.mm(matrix.t(), p) for p in pixels]) if n > 1 else torch.mm(matrix.t(), pixels[0])
+            y = _left_product(matrix.t(), x.view(n, c, h * w))
             return (y + bias[:, None]).view(n, self.out_channels, h, w)
         pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for channels-last input
         y = torch.matmul(pixels, matrix) + bias

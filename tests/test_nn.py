@@ -77,7 +77,7 @@ def test_inference_layers_do_not_depend_on_shape_or_threads(name, kind, kernels)
     whose coarsest level is under 32 px a side (image corners, tiny images) may still round apart.
     """
     model = load_model(name, kind, kernels)
-    net, reach = model.network, model.halo
+    net, margin = model.network, model.reach
     torch.manual_seed(2)
     channels = 1 if kind == "mask" else 2
     x = (torch.randn(1, channels, 160, 352) * 40).clamp(min=-3) + 2  # bright outliers, like stars and rays
@@ -98,7 +98,7 @@ def test_inference_layers_do_not_depend_on_shape_or_threads(name, kind, kernels)
                     continue
                 h, w = h - h % align, w - w % align  # windows start on the pooling grid
                 got = net(x[..., :h, :w].contiguous())
-                core = (..., slice(0, h - reach), slice(0, w - reach))  # away from the crop's own edges
+                core = (..., slice(0, h - margin), slice(0, w - margin))  # away from the crop's own edges
                 assert torch.equal(got[core], whole[..., :h, :w][core]), (h, w)
     finally:
         torch.set_num_threads(threads)
