@@ -121,7 +121,8 @@ def test_inference_layers_equal_the_pytorch_layers_they_replace(shape):
     import torch.nn.functional as F
     from torch import nn
 
-    from deepcr_dask.nn import ConcatUp, ConvReLU, MaxPool2x2, PatchConv2d, PointwiseConv2d, Up
+    from deepcr_dask.nn import ConcatUp, ConvReLU, MaxPool2x2, PatchConv2d, PointwiseConv2d
+    from deepcr_dask.nn.networks import Up
 
     torch.manual_seed(4)
     n, c, h, w = shape

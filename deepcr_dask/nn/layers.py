@@ -1,0 +1,201 @@
+"""Inference-only layers: faster ways to compute the layers deepCR runs, with the same output."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .networks import Up
+
+__all__ = ["ConcatUp", "ConvReLU", "MaxPool2x2", "PatchConv2d", "PointwiseConv2d"]
+
+
+def _left_product(matrix: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """``matrix @ b`` for each ``(K, N)`` matrix ``b`` of a ``(n, K, N)`` batch, as plain matrix products.
+
+    Why not ``torch.matmul``: with a batch it becomes a batched product, slower here than ``mm`` per image.
+    """
+    if len(batch) == 1:
+        return torch.mm(matrix, batch[0])[None]
+    return torch.stack([torch.mm(matrix, b) for b in batch])
+
+
+class PatchConv2d(nn.Module):
+    """A stride-1 "same" convolution of a few-channel input, as one matrix product over patches.
+
+    Each pixel's ``k*k*C_in`` neighbours (and a 1 for the bias) are unfolded into a row and
+    multiplied by the ``(k*k*C_in + 1, C_out)`` weight matrix. The product comes out channels-last,
+    ready for channels-last layers, or, with ``channels_last=False``, is computed transposed so that
+    it comes out NCHW (bit-identical, no copy).
+
+    Why: for 1-2 input channels oneDNN's direct kernels choose their algorithm from the image shape
+    and round differently between them (up to 1e-6 in a mask probability), which would make tiled
+    output depend on the tile size. A GEMM with a reduction this short sums each pixel's products in
+    the same order whatever the shape.
+    """
+
+    def __init__(self, conv: nn.Conv2d, channels_last: bool = True):
+        super().__init__()
+        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
+            raise ValueError("PatchConv2d needs a stride-1, undilated, ungrouped convolution")
+        if conv.padding != tuple((k - 1) // 2 for k in conv.kernel_size) or conv.kernel_size[0] % 2 == 0:
+            raise ValueError("PatchConv2d needs an odd kernel with 'same' padding")
+        self.kernel_size = conv.kernel_size
+        self.padding = conv.padding
+        self.out_channels = conv.out_channels
+        self.channels_last = channels_last
+        weight = conv.weight.detach().reshape(conv.out_channels, -1)
+        self.reduction = weight.shape[1]  # multiply-adds per output value (k*k*C_in)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.register_buffer("matrix", torch.cat([weight, bias[:, None]], dim=1).t().contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        kh, kw = self.kernel_size
+        # Patch rows (c, dy, dx) as F.unfold orders them, then a row of ones for the bias, written in
+        # place: one pass over the output, where unfold + cat took two.
+        padded = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
+        patches = x.new_empty((n, c * kh * kw + 1, h, w))
+        for row, (ch, dy, dx) in enumerate(itertools.product(range(c), range(kh), range(kw))):
+            patches[:, row].copy_(padded[:, ch, dy:dy + h, dx:dx + w])
+        patches[:, -1].fill_(1)
+        patches = patches.view(n, -1, h * w)
+        matrix = self.matrix.to(patches.dtype)
+        if not self.channels_last:
+            # The same products in the other orientation (bit-identical), written NCHW with no copy.
+            return _left_product(matrix.t(), patches).view(n, self.out_channels, h, w)
+        y = torch.matmul(patches.transpose(1, 2), matrix)  # (n, h*w, C_out)
+        return y.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
+
+
+class PointwiseConv2d(nn.Module):
+    """A 1x1 convolution as a matrix product over the channel axis (a view for channels-last input).
+
+    Why: oneDNN's 1x1 kernel with a single output channel splits the channel sum between threads,
+    so its output changed with the thread count (by up to 4e-6 in a logit); this product does not.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
+            raise ValueError("PointwiseConv2d needs a 1x1, stride-1, ungrouped convolution")
+        self.out_channels = conv.out_channels
+        self.register_buffer("matrix", conv.weight.detach().reshape(conv.out_channels, -1).t().contiguous())
+        self.reduction = self.matrix.shape[0]  # multiply-adds per output value (C_in)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.register_buffer("bias", bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        matrix, bias = self.matrix.to(x.dtype), self.bias.to(x.dtype)
+        if x.is_contiguous():
+            # NCHW: a (1, C) x (C, h*w) product with no copy of the input; it sums the channels in
+            # another fixed order than the channels-last product below.
+            y = _left_product(matrix.t(), x.view(n, c, h * w))
+            return (y + bias[:, None]).view(n, self.out_channels, h, w)
+        pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for channels-last input
+        y = torch.matmul(pixels, matrix) + bias
+        return y.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
+
+
+# oneDNN's convolution with a fused post-op (what torch.compile emits on CPUs); absent without oneDNN.
+_FUSED_CONV = getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if torch.backends.mkldnn.is_available() \
+    else None
+
+
+class ConvReLU(nn.Module):
+    """A convolution followed by ReLU; on CPUs one oneDNN call with ReLU as a post-op.
+
+    Why: the fused call gives bit-identical output (ReLU commutes with rounding) and saves a
+    read and a write of every activation, about 5% of a mask network's time. Elsewhere (CUDA, or a
+    torch without oneDNN) it is ``relu(conv2d(x))``.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if isinstance(conv.padding, str):
+            raise ValueError("ConvReLU needs numeric padding")
+        self.register_buffer("weight", conv.weight.detach().clone())
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.register_buffer("bias", bias.clone())
+        self.padding = list(conv.padding)
+        self.stride = list(conv.stride)
+        self.dilation = list(conv.dilation)
+        self.groups = conv.groups
+        self.reduction = self.weight[0].numel()  # multiply-adds per output value (k*k*C_in/groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if x.device.type == "cpu" and _FUSED_CONV is not None:
+            if torch.is_autocast_enabled("cpu"):
+                # Autocast does not know this op; cast as it would for conv2d.
+                dtype = torch.get_autocast_dtype("cpu")
+                x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
+            if x.dtype in (torch.float32, torch.bfloat16) and x.dtype == weight.dtype:
+                return _FUSED_CONV(x, weight, bias, self.padding, self.stride, self.dilation, self.groups,
+                                   "relu", [], "")
+        return F.relu_(F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups))
+
+
+class MaxPool2x2(nn.Module):
+    """2x2, stride-2 max pooling as maxima of strided views (for NCHW input).
+
+    Why: a maximum rounds nothing, so the output is identical to ``max_pool2d``; for NCHW tensors
+    PyTorch's pooling kernel also computes the argmax indices, and is 5x slower than this. Channels-last
+    input keeps ``max_pool2d``, which is fast there.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_contiguous() or x.shape[-1] % 2 or x.shape[-2] % 2:
+            return F.max_pool2d(x, 2)
+        rows = torch.maximum(x[..., ::2, :], x[..., 1::2, :])  # row pairs first: contiguous reads
+        return torch.maximum(rows[..., ::2], rows[..., 1::2])
+
+
+class ConcatUp(nn.Module):
+    """An :class:`Up` step for NCHW inference: the transposed conv as one matrix product, written
+    straight into its half of the concatenation buffer.
+
+    A 2x2, stride-2 transposed conv gives each input pixel's ``C_in`` values a ``(C_in, C_out*2*2)``
+    product: the four output pixels it covers. Computed so, and bias-added into the buffer that also
+    holds the skip connection, it is bit-identical to ``cat([skip, conv_transpose2d(x)])`` (tested)
+    and skips the reorders PyTorch's transposed conv makes of NCHW input and output, and the copy
+    ``cat`` makes of its result. Channels-last input keeps the native layers, which are faster there.
+    """
+
+    def __init__(self, up: Up):
+        super().__init__()
+        deconv = up.up
+        if deconv.kernel_size != (2, 2) or deconv.stride != (2, 2) or deconv.padding != (0, 0) or deconv.groups != 1:
+            raise ValueError("ConcatUp needs a 2x2, stride-2, unpadded, ungrouped transposed convolution")
+        self.up = deconv
+        self.conv = up.conv
+        self.out_channels = deconv.out_channels
+        # (C_in, C_out, 2, 2) -> (C_in, C_out*2*2), columns ordered (channel, row offset, column offset).
+        self.register_buffer("matrix", deconv.weight.detach().reshape(deconv.in_channels, -1).contiguous())
+        bias = deconv.bias.detach() if deconv.bias is not None else torch.zeros(deconv.out_channels)
+        self.register_buffer("bias", bias.clone())
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if not (deep.is_contiguous() and skip.is_contiguous()):
+            return self.conv(torch.cat([skip, self.up(deep)], dim=1))
+        n, c, h, w = deep.shape
+        out, skip_channels = self.out_channels, skip.shape[1]
+        if skip.shape[-2:] != (2 * h, 2 * w):
+            raise ValueError(f"skip connection {tuple(skip.shape)} does not match upsampled {tuple(deep.shape)}")
+        joined = deep.new_empty((n, skip_channels + out, 2 * h, 2 * w))
+        joined[:, :skip_channels].copy_(skip)
+        matrix = self.matrix.to(deep.dtype).t()
+        bias = self.bias.to(deep.dtype).view(out, 1, 1)
+        for image, target in zip(deep, joined[:, skip_channels:]):
+            product = torch.mm(matrix, image.view(c, h * w)).view(out, 2, 2, h, w)  # (out, dy, dx, h, w)
+            target = target.view(out, h, 2, w, 2)
+            for dy, dx in itertools.product(range(2), range(2)):
+                # One output phase at a time: a strided write with contiguous reads.
+                torch.add(product[:, dy, dx], bias, out=target[:, :, dy, :, dx])
+        return self.conv(joined)
+
+
