@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .allocator import keep_large_blocks_in_heap
-from .devices import resolve_device, resolve_precision
+from .devices import float32_proper, resolve_device, resolve_kernels, resolve_precision
 from .errors import InputError
 from .fill import fill_support, median_fill
 from .tiling import Frame, Span, aligned_window, tiles
@@ -149,11 +149,12 @@ class Cleaner:
         Tiles per forward pass (1 on CPU, 8 on GPU by default).
     precision : {"float32", "bfloat16", "float16"}
         Network arithmetic: bfloat16 on CPUs and CUDA, float16 on CUDA only.
-    kernels : {"fast", "reference"}
-        How the 3x3 convolutions run on CPUs: ``"fast"`` channels-last, ``"reference"`` NCHW, the
-        oneDNN kernels deepCR runs, about 1.2x slower. Both give probabilities within 1e-5 of
-        deepCR's (measured maxima 7.3e-6 and 4.5e-6 on real frames) and are independent of the
-        tiling and thread count.
+    kernels : {"reference", "fast"}
+        ``"reference"`` (default): the arithmetic deepCR runs (NCHW convolutions, BatchNorm after each),
+        within 1e-5 of deepCR's probabilities on every CPU family; ``"fast"``: BatchNorm folded and
+        channels-last convolutions, 1.1-1.5x faster on CPUs, up to ~2.1e-5 from deepCR on real frames.
+        Both are independent of the tiling and the thread count. ``"fast"`` falls back to
+        ``"reference"`` where channels-last convolutions do not work (probe ``channels_last``).
 
     Attributes
     ----------
@@ -170,19 +171,21 @@ class Cleaner:
         tile: int = 512,
         batch_size: int | None = None,
         precision: str = "float32",
-        kernels: str = "fast",
+        kernels: str = "reference",
     ):
-        self.mask_model: LoadedModel = load_model(mask, "mask", kernels)
-        self.inpaint_model: LoadedModel | None = load_model(inpaint, "inpaint", kernels) if inpaint else None
-        self.kernels = kernels
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
+        self.kernels = resolve_kernels(kernels, self.device)
+        self.mask_model: LoadedModel = load_model(mask, "mask", self.kernels)
+        self.inpaint_model: LoadedModel | None = load_model(inpaint, "inpaint", self.kernels) if inpaint else None
         if self.device.type == "cpu":
             keep_large_blocks_in_heap()  # activations reuse heap pages instead of fresh mmaps (1.5x)
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         models = [m for m in (self.mask_model, self.inpaint_model) if m is not None]
         for model in models:
-            model.network.to(self.device)
+            # The networks compute in self.dtype throughout (what autocast would do for these layers,
+            # without needing autocast to know the inference-only ones).
+            model.network.to(device=self.device, dtype=self.dtype)
         self.geometry = Geometry(
             self.mask_model.reach,
             self.inpaint_model.reach if self.inpaint_model else None,
@@ -398,29 +401,18 @@ class Cleaner:
             x = x * np.float32(stats.std) + np.float32(stats.mean)
         return x * np.float32(spec.scale)
 
-    def _float32_convolutions(self):
-        """cuDNN convolutions in float32 proper: PyTorch lets them use TF32 (a 10-bit mantissa) by default,
-        which would move probabilities by ~1e-3 from deepCR's float32 ones."""
-        if self.device.type != "cuda" or self.dtype is not torch.float32:
-            return contextlib.nullcontext()
-        cudnn = torch.backends.cudnn
-        return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                           allow_tf32=False)
-
     def _forward(self, model: LoadedModel, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run ``model`` on (C, H, W) arrays, batching those of equal shape."""
         results: list[np.ndarray | None] = [None] * len(arrays)
         by_shape: dict[tuple, list[int]] = {}
         for i, a in enumerate(arrays):
             by_shape.setdefault(a.shape, []).append(i)
-        autocast = self.dtype is not torch.float32
-        with self._turn, torch.inference_mode(), self._float32_convolutions(), \
-                torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+        with self._turn, torch.inference_mode(), float32_proper(self.device, self.dtype):
             for indices in by_shape.values():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start:start + self.batch_size]
                     batch = torch.from_numpy(np.stack([arrays[i] for i in chunk]))
-                    batch = batch.to(self.device)
+                    batch = batch.to(device=self.device, dtype=self.dtype)
                     y = model.network(batch).float().cpu().numpy()
                     for j, i in enumerate(chunk):
                         results[i] = y[j, 0]

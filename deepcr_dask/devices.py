@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .errors import ModelError
+from .nn import KERNELS
+from .nn.probes import capabilities, no_tf32
 
-__all__ = ["resolve_device", "resolve_precision"]
+__all__ = ["float32_proper", "resolve_device", "resolve_kernels", "resolve_precision"]
 
 _PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -37,16 +41,45 @@ def resolve_device(device: str | torch.device = "auto", *, cuda_available: bool 
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Compute dtype for the networks (autocast): float32 by default.
+    """Compute dtype for the networks: float32 by default.
 
-    ``bfloat16`` runs on CUDA and on CPUs (fast where the CPU has AMX or AVX512-BF16); ``float16`` on CUDA
-    only. bfloat16 changes probabilities by up to ~0.04 (measured: 0.042 on a 256x256 test frame, 0 of
-    258 mask pixels changed at threshold 0.5; tests/test_precision.py), so results
-    are no longer bit-comparable with deepCR; masks agree on nearly every pixel.
+    ``bfloat16`` runs on CUDA and on CPUs with native bfloat16 kernels (AVX512-BW/VL/DQ, AVX512-BF16, AMX or
+    AVX-NE-CONVERT, as oneDNN reports them); ``float16`` on CUDA only. On a CPU without those kernels
+    bfloat16 would run 10-30x slower than float32 (measured under AVX2), so it stops with a
+    :class:`~deepcr_dask.errors.ModelError` naming what is missing. bfloat16 changes probabilities by up
+    to ~0.04 (measured: 0.042 on a 256x256 test frame, 0 of 258 mask pixels changed at threshold 0.5;
+    tests/test_precision.py), so results are no longer bit-comparable with deepCR; masks agree on
+    nearly every pixel.
     """
     if precision not in _PRECISIONS:
         raise ModelError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
     dtype = _PRECISIONS[precision]
     if dtype is torch.float16 and device.type != "cuda":
         raise ModelError(f"precision {precision!r} is only supported on CUDA devices (got {device})")
+    if dtype is torch.bfloat16 and device.type == "cpu" and not capabilities("cpu").bf16_kernels:
+        isa = capabilities("cpu").isa
+        raise ModelError(
+            f"precision 'bfloat16' needs native bfloat16 CPU kernels (AVX512-BW/VL/DQ, AVX512-BF16, AMX or "
+            f"AVX-NE-CONVERT), which this CPU lacks (instruction set in use: {isa}; or oneDNN is off); "
+            "it would run 10-30x slower than float32: use precision='float32'"
+        )
     return dtype
+
+
+def resolve_kernels(kernels: str, device: torch.device) -> str:
+    """The kernel set a Cleaner runs: ``"fast"`` (channels-last) becomes ``"reference"`` (NCHW) where the
+    ``channels_last`` probe finds no working channels-last convolution."""
+    if kernels not in KERNELS:
+        raise ModelError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    if kernels == "fast" and not capabilities(device.type).channels_last:
+        return "reference"
+    return kernels
+
+
+def float32_proper(device: torch.device, dtype: torch.dtype):
+    """A context in which CUDA computes float32 as float32: PyTorch lets cuDNN convolutions (and, when a
+    user enables it, matmuls, which ``PatchConv2d``, ``PointwiseConv2d`` and ``ConcatUp`` are) use TF32,
+    a 10-bit mantissa, which would move probabilities by ~1e-3 from deepCR's float32 ones."""
+    if device.type != "cuda" or dtype is not torch.float32:
+        return contextlib.nullcontext()
+    return no_tf32(device.type)

@@ -1,4 +1,8 @@
-"""Shared fixtures: real frames from ../shared/data/real (skipped with a reason when absent)."""
+"""Shared fixtures: real frames from ../shared/data/real (skipped with a reason when absent).
+
+``DEEPCR_DASK_TEST_ONEDNN=0`` switches oneDNN off in the test process, for deepCR and the Cleaner alike:
+the portable path a torch without oneDNN runs (``.ci/run`` runs the exactness tests so).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+if os.environ.get("DEEPCR_DASK_TEST_ONEDNN", "1") == "0":
+    import torch
+
+    torch.backends.mkldnn.enabled = False
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("DEEPCR_DASK_REAL_DATA", REPO.parent / "shared" / "data" / "real"))

@@ -78,6 +78,14 @@ def test_inference_layers_do_not_depend_on_shape_or_threads(name, kind, kernels)
     """
     model = load_model(name, kind, kernels)
     net, margin = model.network, model.reach
+    if torch.backends.mkldnn.enabled:
+        same = torch.equal
+    else:
+        # Without oneDNN, PyTorch's own convolution is a GEMM whose library splits the long reductions of
+        # the 3-level net (9 x 128 terms) between threads: 1e-7 relative apart (measured), not bit-equal.
+        # DESIGN's tiling rule (1e-6) is what that path keeps.
+        def same(a, b):
+            return torch.allclose(a, b, rtol=1e-6, atol=1e-6 * float(b.abs().max()))
     torch.manual_seed(2)
     channels = 1 if kind == "mask" else 2
     x = (torch.randn(1, channels, 160, 352) * 40).clamp(min=-3) + 2  # bright outliers, like stars and rays
@@ -89,7 +97,7 @@ def test_inference_layers_do_not_depend_on_shape_or_threads(name, kind, kernels)
             torch.set_num_threads(2)
             whole = net(x)
             torch.set_num_threads(1)
-            assert torch.equal(net(x), whole)
+            assert same(net(x), whole)
             torch.set_num_threads(2)
             align = model.alignment
             smallest = 32 * align
@@ -99,7 +107,7 @@ def test_inference_layers_do_not_depend_on_shape_or_threads(name, kind, kernels)
                 h, w = h - h % align, w - w % align  # windows start on the pooling grid
                 got = net(x[..., :h, :w].contiguous())
                 core = (..., slice(0, h - margin), slice(0, w - margin))  # away from the crop's own edges
-                assert torch.equal(got[core], whole[..., :h, :w][core]), (h, w)
+                assert same(got[core], whole[..., :h, :w][core]), (h, w)
     finally:
         torch.set_num_threads(threads)
 
@@ -148,7 +156,9 @@ def test_inference_layers_equal_the_pytorch_layers_they_replace(shape):
         # The two layouts sum the channels in other orders (each fixed: see the shape test above).
         torch.testing.assert_close(pointwise(skip), pointwise(last), rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(pointwise(skip), head(skip), rtol=1e-6, atol=1e-6)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            fused, plain = ConvReLU(conv)(skip), torch.relu(conv(skip))
+        # bfloat16, as the Cleaner runs it (network and input cast): oneDNN's fused call where this CPU
+        # has bfloat16 kernels, relu(conv2d) where it does not; the same numbers either way.
+        half = skip.to(torch.bfloat16)
+        fused, plain = ConvReLU(conv).to(torch.bfloat16)(half), torch.relu(conv.to(torch.bfloat16)(half))
         assert fused.dtype == plain.dtype == torch.bfloat16
         assert torch.equal(fused, plain)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .networks import Up
+from .probes import ConvOrder, capabilities
 
 __all__ = ["ConcatUp", "ConvReLU", "MaxPool2x2", "PatchConv2d", "PointwiseConv2d"]
 
@@ -26,18 +27,21 @@ def _left_product(matrix: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
 class PatchConv2d(nn.Module):
     """A stride-1 "same" convolution of a few-channel input, as one matrix product over patches.
 
-    Each pixel's ``k*k*C_in`` neighbours (and a 1 for the bias) are unfolded into a row and
-    multiplied by the ``(k*k*C_in + 1, C_out)`` weight matrix. The product comes out channels-last,
-    ready for channels-last layers, or, with ``channels_last=False``, is computed transposed so that
-    it comes out NCHW (bit-identical, no copy).
+    Each pixel's ``k*k*C_in`` neighbours and a 1 for the bias are unfolded into a row and multiplied
+    by the weight matrix. The product comes out channels-last, ready for channels-last layers, or,
+    with ``channels_last=False``, is computed transposed so that it comes out NCHW (bit-identical, no
+    copy).
 
     Why: for 1-2 input channels oneDNN's direct kernels choose their algorithm from the image shape
     and round differently between them (up to 1e-6 in a mask probability), which would make tiled
     output depend on the tile size. A GEMM with a reduction this short sums each pixel's products in
-    the same order whatever the shape.
+    one fixed order whatever the shape. That order (which tap comes first, and whether the sum starts
+    from the bias) is the one the platform's own convolution uses on whole frames, found by a probe
+    (:func:`deepcr_dask.nn.probes.capabilities`), so the layer is bit-identical to the convolution
+    deepCR runs on the same CPU; ``order`` fixes it instead.
     """
 
-    def __init__(self, conv: nn.Conv2d, channels_last: bool = True):
+    def __init__(self, conv: nn.Conv2d, channels_last: bool = True, order: ConvOrder | None = None):
         super().__init__()
         if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
             raise ValueError("PatchConv2d needs a stride-1, undilated, ungrouped convolution")
@@ -46,24 +50,42 @@ class PatchConv2d(nn.Module):
         self.kernel_size = conv.kernel_size
         self.padding = conv.padding
         self.out_channels = conv.out_channels
+        self.in_channels = conv.in_channels
         self.channels_last = channels_last
-        weight = conv.weight.detach().reshape(conv.out_channels, -1)
-        self.reduction = weight.shape[1]  # multiply-adds per output value (k*k*C_in)
+        self.order = order
+        self.reduction = conv.weight[0].numel()  # multiply-adds per output value (k*k*C_in)
+        self.register_buffer("weight", conv.weight.detach().clone())
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-        self.register_buffer("matrix", torch.cat([weight, bias[:, None]], dim=1).t().contiguous())
+        self.register_buffer("bias", bias.clone())
+        self._matrices: dict[tuple, torch.Tensor] = {}
+
+    def _matrix(self, order: ConvOrder, rows: list[tuple[int, int, int]], like: torch.Tensor) -> torch.Tensor:
+        """``(1 + k*k*C_in, C_out)`` weights in summation order (bias row first or last), cached."""
+        # Keyed by the weights' dtype and device too: a moved or cast module builds its matrices anew.
+        key = (order, like.dtype, like.device, self.weight.dtype, self.weight.device)
+        matrix = self._matrices.get(key)
+        if matrix is None:
+            taps = torch.stack([self.weight[:, c, dy, dx] for c, dy, dx in rows], dim=1)
+            parts = [self.bias[:, None], taps] if order.bias_first else [taps, self.bias[:, None]]
+            matrix = torch.cat(parts, dim=1).t().contiguous().to(like.dtype)
+            self._matrices[key] = matrix
+        return matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         kh, kw = self.kernel_size
-        # Patch rows (c, dy, dx) as F.unfold orders them, then a row of ones for the bias, written in
-        # place: one pass over the output, where unfold + cat took two.
+        order = self.order or capabilities(x.device.type).conv_order(c)
+        rows = order.rows(c, kh, kw)
+        # Patch rows in summation order, with a row of ones for the bias, written in place: one pass
+        # over the output, where unfold + cat took two.
         padded = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
-        patches = x.new_empty((n, c * kh * kw + 1, h, w))
-        for row, (ch, dy, dx) in enumerate(itertools.product(range(c), range(kh), range(kw))):
-            patches[:, row].copy_(padded[:, ch, dy:dy + h, dx:dx + w])
-        patches[:, -1].fill_(1)
+        patches = x.new_empty((n, len(rows) + 1, h, w))
+        first = 1 if order.bias_first else 0
+        for row, (ch, dy, dx) in enumerate(rows):
+            patches[:, row + first].copy_(padded[:, ch, dy:dy + h, dx:dx + w])
+        patches[:, 0 if order.bias_first else -1].fill_(1)
         patches = patches.view(n, -1, h * w)
-        matrix = self.matrix.to(patches.dtype)
+        matrix = self._matrix(order, rows, patches)
         if not self.channels_last:
             # The same products in the other orientation (bit-identical), written NCHW with no copy.
             return _left_product(matrix.t(), patches).view(n, self.out_channels, h, w)
@@ -101,17 +123,13 @@ class PointwiseConv2d(nn.Module):
         return y.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
 
 
-# oneDNN's convolution with a fused post-op (what torch.compile emits on CPUs); absent without oneDNN.
-_FUSED_CONV = getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if torch.backends.mkldnn.is_available() \
-    else None
-
-
 class ConvReLU(nn.Module):
-    """A convolution followed by ReLU; on CPUs one oneDNN call with ReLU as a post-op.
+    """A convolution followed by ReLU; where oneDNN offers it, one call with ReLU as a post-op.
 
     Why: the fused call gives bit-identical output (ReLU commutes with rounding) and saves a
-    read and a write of every activation, about 5% of a mask network's time. Elsewhere (CUDA, or a
-    torch without oneDNN) it is ``relu(conv2d(x))``.
+    read and a write of every activation, about 5% of a mask network's time. Where the probe
+    ``fused_conv_relu`` says no (CUDA, a torch without oneDNN, a dtype the CPU lacks kernels for)
+    it is ``relu(conv2d(x))``.
     """
 
     def __init__(self, conv: nn.Conv2d):
@@ -128,15 +146,10 @@ class ConvReLU(nn.Module):
         self.reduction = self.weight[0].numel()  # multiply-adds per output value (k*k*C_in/groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.weight, self.bias
-        if x.device.type == "cpu" and _FUSED_CONV is not None:
-            if torch.is_autocast_enabled("cpu"):
-                # Autocast does not know this op; cast as it would for conv2d.
-                dtype = torch.get_autocast_dtype("cpu")
-                x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
-            if x.dtype in (torch.float32, torch.bfloat16) and x.dtype == weight.dtype:
-                return _FUSED_CONV(x, weight, bias, self.padding, self.stride, self.dilation, self.groups,
-                                   "relu", [], "")
+        weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
+        if x.dtype in capabilities(x.device.type).fused_conv_relu:
+            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, self.padding, self.stride,
+                                                           self.dilation, self.groups, "relu", [], "")
         return F.relu_(F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups))
 
 

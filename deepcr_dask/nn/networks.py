@@ -51,8 +51,14 @@ class WeightNormConv2d(nn.Conv2d):
 
     def materialized_weight(self) -> torch.Tensor:
         # The kernel torch.nn.utils.weight_norm (which deepCR used) calls: the same bits as deepCR's
-        # weights, where spelling the formula out rounds up to 2e-7 apart.
-        return torch._weight_norm(self.weight_v, self.weight_g, 0)
+        # weights, where spelling the formula out rounds up to 2e-7 apart. The formula only where the
+        # probe finds no working kernel.
+        from .probes import capabilities
+
+        if capabilities(self.weight_v.device.type).weight_norm_kernel:
+            return torch._weight_norm(self.weight_v, self.weight_g, 0)
+        norm = self.weight_v.flatten(1).norm(dim=1).view(-1, *([1] * (self.weight_v.dim() - 1)))
+        return self.weight_v * (self.weight_g / norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.materialized_weight(), self.bias)
