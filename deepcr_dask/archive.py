@@ -48,7 +48,7 @@ class ArchiveOptions:
     crmask_extension: bool = False
     probability: bool = False  # CRPROB extension and Zarr array
     device: str = "auto"
-    kernels: str = "fast"  # part of the key: the two kernel sets round differently
+    kernels: str = "reference"  # part of the key: the two kernel sets round differently
 
     def key(self) -> str:
         """What must match for a previous result to count as done."""
@@ -228,7 +228,7 @@ def process_archive(
     progress: bool = True,
     report: str | os.PathLike | None = None,
     device: str = "auto",
-    kernels: str = "fast",
+    kernels: str = "reference",
 ) -> ArchiveSummary:
     """Clean every FITS file under ``inputs`` and record the results.
 

@@ -38,7 +38,7 @@ class CleanerConfig:
     tile: int = 512
     batch_size: int | None = None
     precision: str = "float32"
-    kernels: str = "fast"
+    kernels: str = "reference"
 
     def build(self):
         options = {k: v for k, v in asdict(self).items() if k not in ("mask", "inpaint", "device")}
@@ -171,7 +171,7 @@ def clean_dask(
     tile: int = 512,
     batch_size: int | None = None,
     precision: str = "float32",
-    kernels: str = "fast",
+    kernels: str = "reference",
 ):
     """Lazy cosmic-ray mask and cleaned image of a 2-D dask array.
 

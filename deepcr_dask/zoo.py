@@ -271,7 +271,7 @@ def network_geometry(name: str, kind: str) -> tuple[int, int]:
     return reach(net), pooling_alignment(net)
 
 
-def load_model(name: str, kind: str = "mask", kernels: str = "fast") -> LoadedModel:
+def load_model(name: str, kind: str = "mask", kernels: str = "reference") -> LoadedModel:
     """Load a registered model or a weight file for inference.
 
     Parameters
@@ -279,7 +279,7 @@ def load_model(name: str, kind: str = "mask", kernels: str = "fast") -> LoadedMo
     name : str
         A name from :func:`list_models`, or a path to a ``.pth`` / ``.safetensors`` file.
     kind : {"mask", "inpaint"}
-    kernels : {"fast", "reference"}
+    kernels : {"reference", "fast"}
         Layer layout for inference (see :func:`deepcr_dask.nn.fuse_for_inference`).
 
     Returns

@@ -1,4 +1,4 @@
-"""Turning a trained UNet into its inference form: normalisation folded, faster layers swapped in."""
+"""Turning a trained UNet into its inference form: the same arithmetic as deepCR, or folded and channels-last."""
 
 from __future__ import annotations
 
@@ -35,33 +35,35 @@ def _plain_conv(conv: WeightNormConv2d) -> nn.Conv2d:
 KERNELS = ("reference", "fast")
 
 
-def fuse_for_inference(net: UNet, kernels: str = "fast") -> UNet:
-    """Return an eval-mode copy with normalisation folded into plain convolutions.
-
-    BatchNorm (eval statistics) becomes a per-channel affine map of the preceding conv; weight norm
-    becomes a fixed weight. The first convolution (1-2 input channels) becomes a
-    :class:`PatchConv2d` and the 1x1 head a :class:`PointwiseConv2d`, so that every layer's output at
-    a pixel is independent of the thread count, and of the window shape, bit for bit, as long as the
-    coarsest level is at least 32 px a side. (oneDNN picks other algorithms for convolutions on
-    smaller maps; such windows only occur at image corners and in tiny images, and round apart by
-    about 1e-6.)
+def fuse_for_inference(net: UNet, kernels: str = "reference") -> UNet:
+    """Return an eval-mode copy of ``net`` in its inference form.
 
     Parameters
     ----------
     net : UNet
-    kernels : {"fast", "reference"}
-        ``"fast"`` runs the 3x3 convolutions channels-last, about 1.2x as fast on CPUs as
-        ``"reference"``, which keeps them NCHW, where oneDNN runs the same kernels as deepCR. Both
-        give probabilities within 1e-5 of deepCR's on the test frames (maxima 7.3e-6 and 4.5e-6);
-        they round differently, so their results differ from each other by float32 rounding.
+    kernels : {"reference", "fast"}
+        ``"reference"`` (the default) computes what deepCR computes, operation for operation: NCHW
+        convolutions (oneDNN's, on CPUs: deepCR's kernels), BatchNorm applied by PyTorch's own
+        eval-mode kernel after each convolution, weight norm materialised by the kernel deepCR's
+        ``weight_norm`` calls. Its probabilities are within 1e-5 of deepCR's on every real frame and
+        CPU family measured (largest 3.3e-6: ``bench/results/exactness-*.md``). ``"fast"`` folds
+        BatchNorm into the convolution weights and runs the 3x3 convolutions channels-last, about
+        1.1-1.5x as fast on CPUs; it rounds differently, up to 2.1e-5 from deepCR on real frames, so
+        it is outside DESIGN's 1e-5 rule (masks equal on all but a pixel in millions).
 
-    Both sets also replace layers with faster ones that give bit-identical output: convolution and
-    ReLU as one call (:class:`ConvReLU`), NCHW max pooling from strided views (:class:`MaxPool2x2`)
-    and, for NCHW, the up-step's transposed conv as a matrix product written into the concatenation
+    Both kernel sets replace the first convolution (1-2 input channels) by a :class:`PatchConv2d` and
+    the 1x1 head by a :class:`PointwiseConv2d`, so that every layer's output at a pixel is independent
+    of the thread count and of the window shape, bit for bit, as long as the coarsest level is at least
+    32 px a side. (oneDNN picks other algorithms for convolutions on smaller maps; such windows only
+    occur at image corners and in tiny images, and round apart by about 1e-6.) They also use layers
+    that give bit-identical output faster: convolution and ReLU as one call where no BatchNorm sits
+    between them (:class:`ConvReLU`), NCHW max pooling from strided views (:class:`MaxPool2x2`) and,
+    for NCHW, the up-step's transposed conv as a matrix product written into the concatenation
     (:class:`ConcatUp`).
     """
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    fold = kernels == "fast"
     fused = copy.deepcopy(net).eval()
     for block in fused.modules():
         if not isinstance(block, DoubleConv):
@@ -73,7 +75,8 @@ def fuse_for_inference(net: UNet, kernels: str = "fast") -> UNet:
             layer = items[i]
             if isinstance(layer, WeightNormConv2d):
                 layers.append(_plain_conv(layer))
-            elif isinstance(layer, nn.Conv2d) and i + 1 < len(items) and isinstance(items[i + 1], nn.BatchNorm2d):
+            elif fold and isinstance(layer, nn.Conv2d) and i + 1 < len(items) and \
+                    isinstance(items[i + 1], nn.BatchNorm2d):
                 layers.append(_fold_batchnorm(layer, items[i + 1]))
                 i += 1
             else:
