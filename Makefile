@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-portability lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs
+
+# The exactness, tiling and precision tests again: as on an AVX2-only CPU (AMD EPYC Zen 1-3, most laptops),
+# by emulation, and on the portable path (oneDNN off: what CUDA and CPUs without oneDNN run).
+NUMERIC_TESTS := tests/test_cleaner.py tests/test_nn.py tests/test_precision.py tests/test_probes.py
+test-portability: $(STAMP)
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest -q -rs $(NUMERIC_TESTS) tests/test_engine.py
+	DEEPCR_DASK_TEST_ONEDNN=0 $(PY) -m pytest -q -rs $(NUMERIC_TESTS)
 
 bench: $(STAMP)
 	$(PY) bench/inference.py
