@@ -56,7 +56,7 @@ def write_flc(
 def make_demo_archive(folder: Path, n_files: int = 4, shape: tuple[int, int] = (512, 1024), seed: int = 0,
                       include_real: bool = True) -> list[Path]:
     """Synthetic ACS/WFC-like FLC files with real-shaped cosmic rays, plus copies of the real frames."""
-    from .simulate import simulate
+    from .sim import simulate
 
     written = []
     for i in range(n_files):

@@ -96,7 +96,7 @@ def simulated_pairs(kind: str, n: int, patch: int = 128, instrument: str = "ACS-
     Fields cycle sparse / globular / galaxy; ``instrument`` may list several presets ("ACS-WFC,WFPC2")
     to cycle through, for a model meant to serve several cameras.
     """
-    from .simulate import simulate
+    from .sim import simulate
 
     images, truths, ignores, cleans = [], [], [], []
     fields = ("sparse", "globular", "galaxy")

@@ -11,6 +11,9 @@ from conftest import real_file, synthetic_frame
 from scipy import ndimage
 
 from deepcr_dask import evaluate as ev
+from deepcr_dask import metrics as mt
+from deepcr_dask import sim
+from deepcr_dask.evaluate.benchmark import _Accumulator, _identical, _method_summary, _run_scene, _Threads
 
 # -- ROC: perfect, empty, inverted -----------------------------------------------------------------
 
@@ -24,34 +27,34 @@ def _truth() -> np.ndarray:
 
 def test_perfect_prediction():
     truth = _truth()
-    curve = ev.roc_curve(truth.astype(float), truth)
+    curve = mt.roc_curve(truth.astype(float), truth)
     inner = (curve.params > 0) & (curve.params < 1)
     assert np.all(curve.tpr[inner] == 1) and np.all(curve.fpr[inner] == 0)
     assert np.all(curve.recall[inner] == 1)
     assert curve.n_pos == 4 and curve.n_neg == 96 and curve.n_groups == 2
-    assert ev.tpr_at_fpr(curve, 1e-4) == pytest.approx(1.0)
+    assert mt.tpr_at_fpr(curve, 1e-4) == pytest.approx(1.0)
 
 
 def test_empty_prediction():
     truth = _truth()
-    curve = ev.roc_curve(np.zeros(truth.shape), truth)
+    curve = mt.roc_curve(np.zeros(truth.shape), truth)
     assert np.all(curve.tpr == 0) and np.all(curve.fpr == 0) and np.all(curve.recall == 0)
     # Only (0, 0) and flagging everything (1, 1) are reachable: their mix gives TPR = FPR.
-    assert ev.tpr_at_fpr(curve, [1e-4, 0.3]) == pytest.approx([1e-4, 0.3])
+    assert mt.tpr_at_fpr(curve, [1e-4, 0.3]) == pytest.approx([1e-4, 0.3])
 
 
 def test_inverted_prediction():
     truth = _truth()
-    curve = ev.roc_curve((~truth).astype(float), truth)
+    curve = mt.roc_curve((~truth).astype(float), truth)
     inner = (curve.params > 0) & (curve.params < 1)
     assert np.all(curve.tpr[inner] == 0) and np.all(curve.fpr[inner] == 1)
-    assert ev.tpr_at_fpr(curve, 0.5) == pytest.approx(0.5)  # no better than chance anywhere
+    assert mt.tpr_at_fpr(curve, 0.5) == pytest.approx(0.5)  # no better than chance anywhere
 
 
 def test_graded_scores_and_interpolation():
     truth = np.array([[1, 1, 0, 0, 0]], bool)
     score = np.array([[0.9, 0.3, 0.6, 0.1, 0.0]])
-    curve = ev.roc_curve(score, truth, thresholds=[0.05, 0.2, 0.5, 0.8])
+    curve = mt.roc_curve(score, truth, thresholds=[0.05, 0.2, 0.5, 0.8])
     # t=0.05: TP 2, FP 2 of 3; t=0.2: TP 2, FP 1; t=0.5: TP 1, FP 1; t=0.8: TP 1, FP 0
     assert curve.tpr.tolist() == [1, 1, 0.5, 0.5]
     assert curve.fpr.tolist() == pytest.approx([2 / 3, 1 / 3, 1 / 3, 0])
@@ -72,10 +75,10 @@ def test_ignored_pixels_are_neither_positive_nor_negative():
     score[2, 2:5] = 1.0
     score[0, 0] = 1.0  # a "false positive" on an ignored pixel: not counted
     score[7, 7] = 0.0  # a missed ray on an ignored pixel: not counted
-    curve = ev.roc_curve(score, truth, ignore, thresholds=[0.5])
+    curve = mt.roc_curve(score, truth, ignore, thresholds=[0.5])
     assert (curve.n_pos, curve.n_neg, curve.n_groups) == (3, 86, 1)  # ignored pixels are not true negatives
     assert curve.tpr[0] == 1 and curve.fpr[0] == 0 and curve.recall[0] == 1
-    assert ev.confusion(score > 0.5, truth, ignore) == {"tp": 3, "fn": 0, "fp": 0, "tn": 86}
+    assert mt.confusion(score > 0.5, truth, ignore) == {"tp": 3, "fn": 0, "fp": 0, "tn": 86}
 
 
 def test_dilation_paper_convention():
@@ -84,13 +87,13 @@ def test_dilation_paper_convention():
     truth[2, 2] = True  # diagonal neighbour of the centre
     score = np.zeros(truth.shape)
     score[3, 3] = 1.0
-    square = ev.roc_curve(score, truth, thresholds=[0.5])
-    cross = ev.roc_curve(score, truth, thresholds=[0.5], footprint="cross")
+    square = mt.roc_curve(score, truth, thresholds=[0.5])
+    cross = mt.roc_curve(score, truth, thresholds=[0.5], footprint="cross")
     assert square.tpr[0] == pytest.approx(1 / 4) and square.tpr_dilated[0] == pytest.approx(1.0)
     assert cross.tpr_dilated[0] == pytest.approx(3 / 4)  # deepCR's disk(1) misses the diagonal
     assert square.fpr[0] == 0  # FPR stays undilated although the dilated mask covers 8 negatives
-    assert ev.tpr_at_fpr(square, 0.0, dilate=True) == pytest.approx(1.0)
-    assert ev.confusion(score > 0.5, truth, dilate=True) == {"tp": 4, "fn": 0, "fp": 0, "tn": 45}
+    assert mt.tpr_at_fpr(square, 0.0, dilate=True) == pytest.approx(1.0)
+    assert mt.confusion(score > 0.5, truth, dilate=True) == {"tp": 4, "fn": 0, "fp": 0, "tn": 45}
     assert square.recall[0] == 0 and square.recall_dilated[0] == 1  # 1 of 4 px < half; dilated: all
 
 
@@ -101,13 +104,13 @@ def test_predictions_on_ignored_pixels_do_not_spread():
     ignore[2, 3] = True
     score = np.zeros(truth.shape)
     score[2, 3] = 1.0
-    assert ev.roc_curve(score, truth, ignore, thresholds=[0.5]).tpr_dilated[0] == 0
+    assert mt.roc_curve(score, truth, ignore, thresholds=[0.5]).tpr_dilated[0] == 0
 
 
 def test_masks_and_pooling():
     truth = _truth()
     masks = [truth, np.zeros_like(truth), np.ones_like(truth)]
-    curve = ev.roc_from_masks(masks, truth, params=[4.5, 20, 2])
+    curve = mt.roc_from_masks(masks, truth, params=[4.5, 20, 2])
     assert curve.params.tolist() == [4.5, 20, 2]
     assert curve.tpr.tolist() == [1, 0, 1] and curve.fpr.tolist() == [0, 0, 1]
     # tallies of two images add up to the tally of both side by side
@@ -115,8 +118,8 @@ def test_masks_and_pooling():
     a, b = rng.random((8, 8)), rng.random((8, 8))
     ta, tb = rng.random((8, 8)) > 0.8, rng.random((8, 8)) > 0.8
     gap = np.zeros((8, 2))  # keeps groups apart and dilation from crossing
-    pooled = ev.tally_scores(a, ta) + ev.tally_scores(b, tb)
-    joined = ev.tally_scores(np.hstack([a, gap, b]), np.hstack([ta, gap > 0, tb]))
+    pooled = mt.tally_scores(a, ta) + mt.tally_scores(b, tb)
+    joined = mt.tally_scores(np.hstack([a, gap, b]), np.hstack([ta, gap > 0, tb]))
     pooled.n_neg += 16  # the gap's negatives
     for key in ("tp", "tp_dilated", "found", "found_dilated"):
         assert np.array_equal(getattr(pooled, key), getattr(joined, key))
@@ -134,19 +137,19 @@ def test_object_recall():
     pred = np.zeros_like(truth)
     pred[1, 1:3] = True  # 2 of 4: found (at least half)
     pred[5, 5] = True  # 1 of 2: found
-    assert ev.object_recall(pred, truth) == pytest.approx(2 / 3)
+    assert mt.object_recall(pred, truth) == pytest.approx(2 / 3)
     pred[1, 2] = False  # 1 of 4: missed
-    assert ev.object_recall(pred, truth) == pytest.approx(1 / 3)
+    assert mt.object_recall(pred, truth) == pytest.approx(1 / 3)
     ignore = np.zeros_like(truth)
     ignore[3, 7] = True  # the missed 1-px group is left out altogether
     ignore[1, 3:5] = True  # the 4-px group now has 2 valid px, 1 found
-    assert ev.object_recall(pred, truth, ignore) == pytest.approx(1.0)
-    assert np.isnan(ev.object_recall(pred, np.zeros_like(truth)))
+    assert mt.object_recall(pred, truth, ignore) == pytest.approx(1.0)
+    assert np.isnan(mt.object_recall(pred, np.zeros_like(truth)))
     # the curve's recall agrees with the direct count at every threshold
     rng = np.random.default_rng(2)
     score = rng.random(truth.shape)
-    curve = ev.roc_curve(score, truth, ignore, thresholds=[0.2, 0.5, 0.8])
-    direct = [ev.object_recall(score > t, truth, ignore) for t in (0.2, 0.5, 0.8)]
+    curve = mt.roc_curve(score, truth, ignore, thresholds=[0.2, 0.5, 0.8])
+    direct = [mt.object_recall(score > t, truth, ignore) for t in (0.2, 0.5, 0.8)]
     assert curve.recall.tolist() == pytest.approx(direct)
 
 
@@ -160,13 +163,13 @@ def test_inpainting_error():
     cleaned[3, 3] = 50.0  # off the mask: not counted
     ignore = np.zeros_like(mask)
     ignore[1, 0] = True
-    err = ev.inpainting_error(cleaned, reference, mask, ignore)
+    err = mt.inpainting_error(cleaned, reference, mask, ignore)
     assert err == {"rms": pytest.approx(np.sqrt(12.5)), "mae": pytest.approx(3.5), "n": 2}
-    assert np.isnan(ev.inpainting_error(cleaned, reference, np.zeros_like(mask))["rms"])
+    assert np.isnan(mt.inpainting_error(cleaned, reference, np.zeros_like(mask))["rms"])
 
 
 def test_thresholds_are_dense_at_both_ends():
-    t = ev.default_thresholds()
+    t = mt.default_thresholds()
     assert t[0] < 1e-6 and 1 - t[-1] < 1e-6 and 0.5 in t and np.all(np.diff(t) > 0)
 
 
@@ -203,38 +206,46 @@ def test_every_adapter_receives_identical_inputs(methods):
 
 def test_run_scene_checks_inputs(methods):
     image, truth = synthetic_frame((64, 64), seed=4)
-    scene = ev.Scene("toy", "toy", image, truth, np.zeros_like(truth), image.copy(), 5.0, 3)
-    accs = {m.name: ev._Accumulator() for m in methods}
-    median = ev._Accumulator()
-    ev._run_scene(scene, methods, accs, median, ev.BenchmarkConfig.quick())
-    summaries = {m.name: ev._method_summary(accs[m.name], m.received[-1:], 1.0, ev.BenchmarkConfig.quick())
+    scene = sim.Sample(image, truth, np.zeros_like(truth), image.copy(), np.full(image.shape, 5.0, np.float32),
+                       image * 0, [], sim.get_instrument("ACS-WFC"), 500.0, "toy", "toy")
+    accs = {m.name: _Accumulator() for m in methods}
+    median = _Accumulator()
+    _run_scene(scene, methods, accs, median, ev.BenchmarkConfig.quick())
+    summaries = {m.name: _method_summary(accs[m.name], m.received[-1:], 1.0, ev.BenchmarkConfig.quick())
                  for m in methods}
-    assert ev._identical(summaries)
+    assert _identical(summaries)
     summaries["astroscrappy"]["input_checksums"] = ["different"]
-    assert not ev._identical(summaries)
+    assert not _identical(summaries)
 
 
-def test_footprints_and_injection():
-    path = real_file(ev.FOOTPRINT_FILE)
-    footprints = ev.load_footprints(str(path))
-    assert len(footprints) == 1764
-    assert np.median([f.values.size for f in footprints]) == 7
-    fp = max(footprints, key=lambda f: f.values.size)
+def test_catalogue_footprints_injected_exactly():
+    """The evaluation injects the catalogue's own pixels and charges (no rescaling): every orientation of a
+    footprint starts at its corner and keeps its extent; truth is exactly the charged pixels."""
+    from deepcr_dask.sim.rays import _oriented
+
+    catalogue = sim.footprint_catalogue(real_file(ev.FOOTPRINT_FILE))
+    assert len(catalogue) == 1764
+    assert np.median(catalogue.n_pixels) == 7
+    fp = max(catalogue.footprints, key=lambda f: np.count_nonzero(f.stamp))
     for k in range(4):
         for flip in (False, True):
-            o = fp.oriented(k, flip)
-            assert o.rows.min() == 0 and o.cols.min() == 0 and sorted(o.shape) == sorted(fp.shape)
+            rows, cols, values = _oriented(fp.stamp, k, flip)
+            extent = sorted((rows.max() + 1, cols.max() + 1))
+            assert rows.min() == 0 and cols.min() == 0 and extent == sorted(fp.stamp.shape)
+            assert np.isclose(values.sum(), fp.stamp.sum(), rtol=1e-6)
     clean = np.zeros((64, 64), np.float32)
-    image, truth = ev.inject_footprints(clean, footprints[:50], 5, np.random.default_rng(0))
+    injection = sim.inject_catalogue_footprints(clean, catalogue, 5, np.random.default_rng(0))
+    image, truth = injection.image, injection.truth
     assert truth.any() and np.all(image[~truth] == 0) and np.all(image[truth] > 0)
+    assert len(injection.footprints) == 5 and np.array_equal(injection.charge, image)
 
 
 def test_real_frames_ignore_their_own_cosmic_rays():
     real_file("gmos_S20190808S0048_cutout.fits")
     folder = real_file("wfpc2_u5780205r_c0f.fits").parent
-    gmos = ev.real_frames("gmos", folder)[0]
+    gmos = sim.real_frames("gmos", folder)[0]
     assert gmos.image.shape == (148, 200) and gmos.ignore[50, 150] and gmos.ignore[120, 40]
-    wfpc2 = ev.real_frames("wfpc2", folder, chips=(1,), crop=96, find_model=None)[0]
+    wfpc2 = sim.real_frames("wfpc2", folder, chips=(1,), crop=96)[0]
     assert wfpc2.image.shape == (96, 96) and 0 < wfpc2.ignore.mean() < 0.2
 
 
@@ -251,7 +262,7 @@ def test_benchmark_end_to_end(tmp_path, deepcr_module, capsys):
     results = json.loads((out / "quality.json").read_text())
     assert results["inputs_identical"] is True
     assert set(results["fields"]) >= {"wfpc2", "gmos"}
-    if importlib.util.find_spec("deepcr_dask.simulate"):
+    if importlib.util.find_spec("deepcr_dask.sim"):
         assert "sparse" in results["fields"]
     for summary in results["fields"].values():
         assert set(summary["methods"]) == {"cleaner:ACS-WFC", "deepcr:ACS-WFC", "astroscrappy"}
@@ -278,7 +289,7 @@ def test_missing_data_is_skipped_with_a_note(tmp_path):
 def test_thread_limit_is_restored():
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    with ev._Threads(1):
+    with _Threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
@@ -292,4 +303,4 @@ def test_optional_sweep_adapters(package):
     detection = method.detect(inputs)
     assert len(detection.masks) == 2 and detection.masks[0].shape == image.shape
     assert method.received[0]["image"] == ev.checksum(inputs.image)
-    assert ev.roc_from_masks(detection.masks, truth, params=detection.params).tpr[0] > 0.5
+    assert mt.roc_from_masks(detection.masks, truth, params=detection.params).tpr[0] > 0.5

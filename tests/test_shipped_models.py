@@ -9,14 +9,9 @@ from astropy.io import fits
 from conftest import real_file
 
 import deepcr_dask as dcr
-from deepcr_dask.evaluate import (
-    AstroscrappyMethod,
-    BenchmarkConfig,
-    build_scenes,
-    prepare_inputs,
-    roc_curve,
-    roc_from_masks,
-)
+from deepcr_dask.evaluate import BenchmarkConfig, build_scenes, prepare_inputs
+from deepcr_dask.evaluate.methods import AstroscrappyMethod
+from deepcr_dask.metrics import roc_curve, roc_from_masks
 from deepcr_dask.zoo import WEIGHTS_DIR
 
 
@@ -29,7 +24,7 @@ def test_shipped_models_are_registered_with_their_recipe():
 
 
 def test_generic_inpainting_beats_the_median_fallback_on_held_out_simulations():
-    from deepcr_dask.simulate import simulate
+    from deepcr_dask.sim import simulate
 
     network = dcr.Cleaner("generic-HST", inpaint="generic-HST", device="cpu")
     median = dcr.Cleaner("generic-HST", device="cpu")
@@ -60,7 +55,7 @@ def test_generic_model_beats_astroscrappy_at_fpr_5e4_on_held_out_simulations():
     ours, theirs = [], []
     for field in ("sparse", "globular"):
         for scene in build_scenes(field, config):
-            inputs = prepare_inputs(scene.image, scene.ignore, read_noise=scene.read_noise)
+            inputs = prepare_inputs(scene.image, scene.ignore, read_noise=scene.instrument.read_noise)
             ours.append(roc_curve(cleaner.probability(inputs.image, ignore=inputs.ignore), scene.truth, scene.ignore))
             theirs.append(roc_from_masks(scrappy.detect(inputs).masks, scene.truth, scene.ignore))
     tpr_ours = np.mean([c.at_fpr(5e-4) for c in ours])

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import deepcr_dask as dcr
 from deepcr_dask.train import TrainConfig, load_pairs, simulated_pairs, train, train_inpaint, train_mask
 
-pytest.importorskip("deepcr_dask.simulate")
+pytest.importorskip("deepcr_dask.sim")
 
 
 @pytest.fixture(scope="module")

@@ -94,16 +94,16 @@ def dask_digests(real: Path) -> dict[str, str]:
 
 
 def simulator_digests() -> dict[str, str]:
-    from deepcr_dask import evaluate, simulate
+    from deepcr_dask import evaluate, sim
 
     out = {}
     for instrument, field, seed in (("ACS-WFC", "sparse", 1), ("WFPC2", "globular", 2), ("ground", "galaxy", 3),
                                     ("WFC3-UVIS", "sparse", 4)):
-        s = simulate.simulate((128, 160), instrument=instrument, exptime=400.0, seed=seed, field=field)
+        s = sim.simulate((128, 160), instrument=instrument, exptime=400.0, seed=seed, field=field)
         for name in ("image", "truth", "ignore", "clean", "noise_sigma", "charge"):
             out[f"sim/{instrument}/{field}/{seed}/{name}"] = digest(getattr(s, name))
-    scene = simulate.simulate((96, 96), seed=5).clean
-    pair = simulate.training_pair_from_real(scene, "WFPC2", exptime=300.0, seed=6)
+    scene = sim.simulate((96, 96), seed=5).clean
+    pair = sim.training_pair_from_real(scene, "WFPC2", exptime=300.0, seed=6)
     for name in ("image", "truth", "ignore"):
         out[f"sim/real-pair/{name}"] = digest(getattr(pair, name))
     config = evaluate.BenchmarkConfig.quick()

@@ -1,0 +1,117 @@
+"""Real frames with real cosmic rays, from ``../shared/data/real`` (never copied into the package).
+
+Each loader returns the frame in electrons with the pixels to ignore: bad and saturated pixels, and the
+frame's own cosmic rays, found conservatively (:func:`~deepcr_dask.sim.own_rays.find_own_cosmic_rays`,
+never on or next to a source, so that false positives on stars still count). GMOS's two cosmic rays are
+known exactly and ignored as such.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import real_data_dir
+from .instruments import Instrument, get_instrument
+from .own_rays import find_own_cosmic_rays, local_noise, source_pixels
+
+__all__ = ["REAL_FIELDS", "RealFrame", "crop_to_multiple", "real_frames"]
+
+REAL_FIELDS = ("wfpc2", "saao", "gmos")
+GMOS_RAYS = ((slice(41, 72), slice(142, 161)), (slice(117, 147), slice(35, 43)))  # the cutout's two known rays
+
+
+@dataclass
+class RealFrame:
+    """A real frame in electrons with the pixels to ignore (bad, saturated, its own cosmic rays)."""
+
+    name: str
+    image: np.ndarray
+    ignore: np.ndarray
+    instrument: Instrument
+    exptime: float
+
+
+def crop_to_multiple(array: np.ndarray, multiple: int = 4, size: int | None = None) -> np.ndarray:
+    """The top-left part whose sides are multiples of ``multiple`` (and at most ``size``)."""
+    h, w = array.shape
+    if size is not None:
+        h, w = min(h, size), min(w, size)
+    return array[: h - h % multiple, : w - w % multiple]
+
+
+def _wfpc2_frames(folder: Path, chips: Sequence[int]) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], float]:
+    from astropy.io import fits
+
+    with fits.open(folder / "wfpc2_u5780205r_c0f.fits") as hdul:
+        cube, header = hdul[0].data.astype(np.float32), hdul[0].header
+    gain = float(header.get("ATODGAIN", 7.0))
+    frames = [(f"wfpc2-chip{c + 1}", cube[c] * gain, (cube[c] >= 4095) | ~np.isfinite(cube[c])) for c in chips]
+    return frames, float(header.get("EXPTIME", 300.0))
+
+
+def _saao_frame(folder: Path) -> tuple[str, np.ndarray, np.ndarray]:
+    from astropy.io import fits
+
+    with fits.open(folder / "saao_a8280271.fits") as hdul:
+        raw, header = hdul[0].data.astype(np.float32), hdul[0].header
+    bias = float(np.median(raw[:, 3:13]))  # BIASSEC [4:13, 1:520]
+    science = raw[:, 16:528]  # TRIMSEC [17:528, 1:520]
+    return "saao", (science - bias) * float(header.get("GAIN", 1.9)), science >= 65535
+
+
+def _gmos_frame(folder: Path) -> tuple[str, np.ndarray, np.ndarray]:
+    from astropy.io import fits
+
+    with fits.open(folder / "gmos_S20190808S0048_cutout.fits") as hdul:
+        sci = hdul["SCI"].data.astype(np.float32)
+    ignore = ~np.isfinite(sci)
+    for rows, cols in GMOS_RAYS:
+        ignore[rows, cols] = True
+    return "gmos", sci, ignore
+
+
+def real_frames(field: str, folder: str | os.PathLike | None = None, *, chips: Sequence[int] = (0, 1, 2, 3),
+                crop: int | None = None, multiple: int = 4) -> list[RealFrame]:
+    """The frames of a real field type, cropped to multiples of ``multiple``, their own cosmic rays ignored.
+
+    Parameters
+    ----------
+    field : {"wfpc2", "saao", "gmos"}
+        WFPC2 NGC 4151 (4 chips, 300 s), the SAAO 1.0 m frame (150 s, bias-subtracted and trimmed) or the
+        GMOS-S long-slit cutout (90 s).
+    folder : path, optional
+        Default: :func:`deepcr_dask.data.real_data_dir`.
+    chips : sequence of int
+        WFPC2 chips (0-3).
+    crop : int, optional
+        Largest side.
+
+    Returns
+    -------
+    list of RealFrame
+    """
+    folder = real_data_dir(folder)
+    if field == "wfpc2":
+        raw, exptime = _wfpc2_frames(folder, chips)
+        instrument = get_instrument("WFPC2")
+    elif field == "saao":
+        raw, instrument, exptime = [_saao_frame(folder)], get_instrument("SAAO-STE3"), 150.0
+    elif field == "gmos":
+        raw, instrument, exptime = [_gmos_frame(folder)], get_instrument("GMOS-S"), 90.0
+    else:
+        raise ValueError(f"unknown real field {field!r}; known: {', '.join(REAL_FIELDS)}")
+    frames = []
+    for name, image, ignore in raw:
+        image, ignore = crop_to_multiple(image, multiple, crop), crop_to_multiple(ignore, multiple, crop)
+        if field != "gmos":  # GMOS's two cosmic rays are known exactly
+            filled = np.where(ignore, np.median(image[~ignore]), image)  # bad pixels must not look like rays
+            own = find_own_cosmic_rays(filled, local_noise(filled, instrument.read_noise),
+                                       protect=source_pixels(filled, ignore))
+            ignore = ignore | own
+        frames.append(RealFrame(name, np.ascontiguousarray(image), ignore, instrument, exptime))
+    return frames
