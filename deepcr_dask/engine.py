@@ -1,9 +1,15 @@
 """Dask path: cosmic-ray cleaning of arbitrarily chunked 2-D dask arrays, one model call per block.
 
-``clean_dask`` overlaps the blocks by the Cleaner's halo (``boundary="none"``: the networks' own
-zero padding at the true image edge, as in whole-image inference), runs one kernel per block that
-produces mask, cleaned image and probability together, and crops each block back to its core. Each
-worker builds its Cleaner once (``CleanerPlugin``); threaded and synchronous schedulers share a
+``clean_dask`` runs in two passes over the input. The first reads each block once for the whole-image
+statistics the models need (the fill background, and the mean and standard deviation of standardising
+models), reduces it to a few numbers and drops it; the second, bound to run after the first, overlaps
+the blocks by the Cleaner's halo (``boundary="none"``: the networks' own zero padding at the true image
+edge, as in whole-image inference) and runs one kernel per block that gives mask, cleaned image and
+probability together, as one structured array split lazily into its fields. A worker therefore holds a
+block, its halo and its outputs, not the image. Axes with a single chunk get no overlap, so images
+smaller than the halo work too.
+
+Each worker builds its Cleaner once (``CleanerPlugin``); threaded and synchronous schedulers share a
 process-level cache.
 """
 
@@ -15,17 +21,19 @@ from itertools import accumulate
 import dask
 import dask.array as da
 import numpy as np
+from dask.graph_manipulation import bind, clone
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from . import cleaner as cleaner_module
-from .cleaner import BACKGROUND_STRIDE, Geometry, ImageStats, Region, get_cleaner
+from .cleaner import get_cleaner
 from .errors import InputError
-from .tiling import Span
+from .preprocess import BACKGROUND_STRIDE, ImageStats, Region
+from .tiling import Geometry, Span
 from .zoo import get_spec
 
 __all__ = ["CleanerConfig", "CleanerPlugin", "clean_dask", "load_count", "worker_cleaner"]
 
-_LAYERS = ("mask", "cleaned", "probability")
+_LAYERS = {"mask": np.dtype(bool), "cleaned": np.dtype(np.float32), "probability": np.dtype(np.float32)}
 
 
 @dataclass(frozen=True)
@@ -105,57 +113,76 @@ def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...
     return tuple(merged)
 
 
-def _stats(image: da.Array, ignored: da.Array, scale: float, standardize: bool):
-    """Lazy whole-image statistics, defined exactly as :func:`deepcr_dask.cleaner.image_stats`."""
+# -- first pass: whole-image statistics -------------------------------------------------------------
+def _moments(block, ignored, scale: float) -> tuple[int, float, float]:
+    """Count, mean and sum of squared deviations of a block's valid pixels (image units / scale), float64."""
+    values = np.asarray(block, np.float64)[~np.asarray(ignored, bool)] / scale
+    if values.size == 0:
+        return 0, 0.0, 0.0
+    mean = float(values.mean())
+    return int(values.size), mean, float(((values - mean) ** 2).sum())
+
+
+def _assemble_stats(sample, sample_ignored, moments, standardize: bool) -> ImageStats:
+    """:class:`ImageStats` as :func:`deepcr_dask.preprocess.image_stats` defines them: the background is
+    the median of the same strided sample; mean and variance combine the blocks' moments (Chan et al.)."""
+    sample = np.asarray(sample)[~np.asarray(sample_ignored)]
+    background = float(np.median(sample)) if sample.size else 0.0
+    if not standardize:
+        return ImageStats(background=background)
+    count, mean, m2 = 0, 0.0, 0.0
+    for n, block_mean, block_m2 in moments:
+        if n:
+            total = count + n
+            delta = block_mean - mean
+            mean += delta * n / total
+            m2 += block_m2 + delta * delta * count * n / total
+            count = total
+    if not count:
+        return ImageStats(background=background)
+    std = float(np.sqrt(m2 / count))
+    return ImageStats(mean, std if std > 0 else 1.0, background)
+
+
+def _statistics(image: da.Array, ignored: da.Array, scale: float, standardize: bool):
+    """A delayed :class:`ImageStats`: one small task per block (its moments and its strided sample)."""
     s = slice(None, None, BACKGROUND_STRIDE)
-
-    @dask.delayed(pure=True)
-    def assemble(sample, sample_ignored, total, count, squares):
-        sample = np.asarray(sample)[~np.asarray(sample_ignored)]
-        background = float(np.median(sample)) if sample.size else 0.0
-        if not standardize or not count:
-            return ImageStats(background=background)
-        mean = float(total) / float(count)
-        std = float(np.sqrt(float(squares) / float(count)))
-        return ImageStats(mean, std if std > 0 else 1.0, background)
-
+    moments = []
     if standardize:
-        valid = ~ignored
-        scaled = da.where(valid, image.astype(np.float64) / scale, 0.0)
-        count = valid.sum()
-        total = scaled.sum()
-        mean = total / da.maximum(count, 1)
-        squares = da.where(valid, (scaled - mean) ** 2, 0.0).sum()
-    else:
-        count = total = squares = 0
-    return assemble(image[s, s], ignored[s, s], total, count, squares)
+        blocks, flags = image.to_delayed().ravel(), ignored.to_delayed().ravel()
+        moments = [dask.delayed(_moments, pure=True)(b, f, scale) for b, f in zip(blocks, flags)]
+    return dask.delayed(_assemble_stats, pure=True)(image[s, s], ignored[s, s], moments, standardize)
 
 
-def _kernel(block, ignored, *, stats, config, layers, threshold, want, image_shape, block_chunks, depth,
-            block_info=None):
-    """Clean one overlapped block and return its core as a stacked float32 array (layers, h, w)."""
-    chunks = block_chunks
-    i, j = block_info[0]["chunk-location"]
-    cores = [
-        Span(starts[k], starts[k] + sizes[k])
-        for starts, sizes, k in ((_starts(chunks[0]), chunks[0], i), (_starts(chunks[1]), chunks[1], j))
-    ]
-    rows = Span(cores[0].start - (depth if i > 0 else 0), cores[0].stop + (depth if i < len(chunks[0]) - 1 else 0))
-    cols = Span(cores[1].start - (depth if j > 0 else 0), cores[1].stop + (depth if j < len(chunks[1]) - 1 else 0))
-    data = np.asarray(block, dtype=np.float32)
-    ignore = ~np.isfinite(data)
-    if ignored is not None:
-        ignore |= np.asarray(ignored, dtype=bool)
-    if data.shape != (rows.size, cols.size):
-        raise RuntimeError(f"block {i, j}: expected overlapped shape {(rows.size, cols.size)}, got {data.shape}")
-    cleaner = worker_cleaner(config)
-    out = cleaner.run_region(Region(data, ignore, rows, cols), image_shape, stats, want=want,
-                             threshold=threshold, core=(cores[0], cores[1]))
-    return np.stack([out[name].astype(np.float32, copy=False) for name in layers])
-
-
+# -- second pass: one kernel call per block ------------------------------------------------------------
 def _starts(sizes: tuple[int, ...]) -> list[int]:
     return [0, *accumulate(sizes)][:-1]
+
+
+def _kernel(block, *ignored, stats, config, layers, threshold, want, image_shape, block_chunks, depth,
+            block_info=None):
+    """Clean one overlapped block; its core's outputs as one structured array (one field per layer)."""
+    location = block_info[0]["chunk-location"]
+    spans = []
+    for axis in range(2):
+        sizes, k = block_chunks[axis], location[axis]
+        start = _starts(sizes)[k]
+        core = Span(start, start + sizes[k])
+        held = Span(core.start - (depth[axis] if k > 0 else 0), core.stop + (depth[axis] if k < len(sizes) - 1 else 0))
+        spans.append((core, held))
+    data = np.asarray(block, dtype=np.float32)
+    ignore = ~np.isfinite(data)
+    if ignored:
+        ignore |= np.asarray(ignored[0], dtype=bool)
+    held_shape = (spans[0][1].size, spans[1][1].size)
+    if data.shape != held_shape:
+        raise RuntimeError(f"block {location}: expected overlapped shape {held_shape}, got {data.shape}")
+    out = worker_cleaner(config).run_region(Region(data, ignore, spans[0][1], spans[1][1]), image_shape, stats,
+                                            want=want, threshold=threshold, core=(spans[0][0], spans[1][0]))
+    result = np.empty(out["mask"].shape, np.dtype([(name, _LAYERS[name]) for name in layers]))
+    for name in layers:
+        result[name] = out[name]
+    return result
 
 
 def clean_dask(
@@ -202,6 +229,11 @@ def clean_dask(
     mask : dask array of bool
     cleaned : dask array of float32
     probability : dask array of float32, only with ``return_probability=True``
+
+    Notes
+    -----
+    The input is read twice, once for the statistics and once for cleaning, so that no worker has to
+    hold the whole image; the second pass starts when the statistics are known.
     """
     image = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
     if image.ndim != 2:
@@ -209,58 +241,37 @@ def clean_dask(
     if image.dtype.kind not in "fiu":
         raise InputError(f"clean_dask: expected real numbers, got dtype {image.dtype}")
     config = CleanerConfig(mask, inpaint, device, tile, batch_size, precision, kernels)
-    geometry = Geometry.for_models(mask, inpaint)
-    depth = geometry.margin(inpaint=inpaint_pixels)
+    margin = Geometry.for_models(mask, inpaint).margin(inpaint=inpaint_pixels)
     spec = get_spec(str(mask), "mask")
 
     original_chunks = image.chunks
-    work = image.rechunk(tuple(_merge_small_chunks(c, depth) for c in image.chunks))
+    merged = tuple(_merge_small_chunks(c, margin) for c in image.chunks)
+    depth = {axis: margin if len(merged[axis]) > 1 else 0 for axis in range(2)}  # single chunk: no overlap
     if ignore is not None:
         ignore = ignore if isinstance(ignore, da.Array) else da.from_array(np.asarray(ignore, dtype=bool))
         if ignore.shape != image.shape:
             raise InputError(f"clean_dask: ignore shape {ignore.shape} differs from image shape {image.shape}")
-        ignore = ignore.astype(bool).rechunk(work.chunks)
-    ignored = ~da.isfinite(work) if ignore is None else (~da.isfinite(work) | ignore)
-    stats = _stats(work, ignored, spec.scale, spec.normalize == "standardize")
+        ignore = ignore.astype(bool)
+    sources = [image] if ignore is None else [image, ignore]
 
-    overlapped = da.overlap.overlap(work, depth=depth, boundary="none", allow_rechunk=False)
-    ignore_overlapped = (
-        da.overlap.overlap(ignore, depth=depth, boundary="none", allow_rechunk=False) if ignore is not None else None
-    )
-    layers = _LAYERS if return_probability else _LAYERS[:2]
-    want = "clean" if inpaint_pixels else "mask"
+    # First pass on copies of the input's graph: read, reduce, release.
+    first = [x.rechunk(merged) for x in clone(*sources)] if len(sources) > 1 else [clone(image).rechunk(merged)]
+    first_ignored = ~da.isfinite(first[0]) if ignore is None else (~da.isfinite(first[0]) | first[1])
+    stats = _statistics(first[0], first_ignored, spec.scale, spec.normalize == "standardize")
+    # Second pass: the same input, read again once the statistics are known (bound before rechunking:
+    # dask cannot fuse a bound rechunk).
+    work = [x.rechunk(merged) for x in bind(sources, stats)]
+    overlapped = [da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False) for x in work]
+
+    layers = ("mask", "cleaned", "probability") if return_probability else ("mask", "cleaned")
+    dtype = np.dtype([(name, _LAYERS[name]) for name in layers])
     ensure_plugin(config)
-    stacked = _map(overlapped, ignore_overlapped, stats, config, layers, threshold, want, image.shape,
-                   work.chunks, depth)
-    outputs = []
-    for index, name in enumerate(layers):
-        layer = stacked[index]
-        layer = layer.astype(bool) if name == "mask" else layer
-        outputs.append(layer.rechunk(original_chunks) if work.chunks != original_chunks else layer)
-    return tuple(outputs)
-
-
-def _map(overlapped, ignore_overlapped, stats, config, layers, threshold, want, image_shape, chunks, depth):
-    args = [overlapped] if ignore_overlapped is None else [overlapped, ignore_overlapped]
-
-    def kernel(block, *rest, block_info=None, **kwargs):
-        ignored = rest[0] if rest else None
-        return _kernel(block, ignored, block_info=block_info, **kwargs)
-
-    return da.map_blocks(
-        kernel,
-        *args,
-        stats=stats,
-        config=config,
-        layers=layers,
-        threshold=threshold,
-        want=want,
-        image_shape=image_shape,
-        block_chunks=chunks,
-        depth=depth,
-        chunks=((len(layers),), *chunks),
-        new_axis=[0],
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), np.float32),
-        token="deepcr-clean",
+    result = da.map_blocks(
+        _kernel, *overlapped, stats=stats, config=config, layers=layers, threshold=threshold,
+        want="clean" if inpaint_pixels else "mask", image_shape=image.shape, block_chunks=merged, depth=depth,
+        chunks=merged, dtype=dtype, meta=np.empty((0, 0), dtype), token="deepcr-clean",
     )
+    outputs = [result[name] for name in layers]
+    if merged != original_chunks:
+        outputs = [out.rechunk(original_chunks) for out in outputs]
+    return tuple(outputs)
