@@ -1,58 +1,34 @@
 """Archive runs: discover FITS files, skip those already done, clean the rest on a Dask cluster.
 
-Each file is one task: the worker reads its chips (electrons + DQ ignore mask), cleans them with its
-resident Cleaner, and writes the cleaned FITS and Zarr groups itself, so pixels never travel through
-the driver. The driver keeps a bounded number of files in flight and records each result in the
-SQLite manifest as it lands. Cleaning a chip inside one task gives exactly ``clean_dask``'s result
-(both are whole-image exact); ``clean_dask`` is the tool for single images larger than a worker.
+Each file is one task, :func:`process_file`, which runs :func:`deepcr_dask.pipeline.clean_file` on the
+worker: it reads the file's chips, cleans them with the worker's resident Cleaner (a chip too large for
+one task as a dask array spread over the cluster) and writes the cleaned FITS and Zarr groups itself, so
+pixels never travel through the driver. The driver keeps a bounded number of files in flight and
+records each result in the SQLite manifest as it lands.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ._version import __version__
-from .cleaner import get_cleaner
 from .errors import InputError
 from .io import zarr as zarr_io
-from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ChipResult, SkipFile, inspect_file, read_chip, write_cleaned
+from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, SkipFile
 from .manifest import Manifest
-from .zoo import get_spec
+from .pipeline import CleanOptions, clean_file, exposure_name
 
 __all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file"]
 
+ArchiveOptions = CleanOptions  # the per-file settings an archive task carries
+
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
 MANIFEST_NAME = "manifest.sqlite"
-
-
-@dataclass(frozen=True)
-class ArchiveOptions:
-    """Per-file settings, shipped to the workers with each task."""
-
-    model: str | None = None  # None: chosen per file from INSTRUME / DETECTOR
-    inpaint: str | None = None
-    threshold: float | None = None  # None: the model's default
-    dq_bit: int = DEFAULT_CR_BIT
-    ignore_bits: int = DEFAULT_IGNORE_BITS
-    gain: float | None = None
-    write_fits: bool = True
-    crmask_extension: bool = False
-    probability: bool = False  # CRPROB extension and Zarr array
-    device: str = "auto"
-    kernels: str = "reference"  # part of the key: the two kernel sets round differently
-
-    def key(self) -> str:
-        """What must match for a previous result to count as done."""
-        return json.dumps({k: v for k, v in asdict(self).items() if k != "device"}, sort_keys=True)
 
 
 @dataclass
@@ -111,19 +87,11 @@ def discover(inputs: Iterable[str | os.PathLike], exclude: Sequence[str | os.Pat
     return [p for p in resolved if not any(p.is_relative_to(e) for e in excluded) and not p.name.startswith(".")]
 
 
-def exposure_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".fits.gz", ".fits", ".fit", ".fts"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def output_fits_path(path: Path, output_dir: Path) -> Path:
     return output_dir / f"{exposure_name(path)}_crclean.fits"
 
 
-def process_file(path: str, output_dir: str, zarr_path: str | None, options: ArchiveOptions) -> list[dict]:
+def process_file(path: str, output_dir: str, zarr_path: str | None, options: CleanOptions) -> list[dict]:
     """Clean one file (runs on a worker); returns one manifest row per chip, or one for the file.
 
     Never raises for a bad input: the reason goes into the row, so one bad file cannot stop a run.
@@ -132,7 +100,8 @@ def process_file(path: str, output_dir: str, zarr_path: str | None, options: Arc
     stat = os.stat(path)
     base = {"path": path, "size": stat.st_size, "mtime": stat.st_mtime, "options": options.key()}
     try:
-        return _process(path, Path(output_dir), zarr_path, options, base, start)
+        result = clean_file(path, options, output=output_fits_path(Path(path), Path(output_dir)), zarr_path=zarr_path)
+        return result.rows(base)
     except SkipFile as exc:
         return [{**base, "chip": "", "status": "skipped", "error": str(exc), "seconds": time.perf_counter() - start}]
     except InputError as exc:
@@ -140,48 +109,6 @@ def process_file(path: str, output_dir: str, zarr_path: str | None, options: Arc
     except Exception as exc:  # one bad file must never stop an archive run
         message = f"{path}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         return [{**base, "chip": "", "status": "failed", "error": message, "seconds": time.perf_counter() - start}]
-
-
-def _process(path: str, output_dir: Path, zarr_path, options: ArchiveOptions, base: dict, start: float) -> list[dict]:
-    info = inspect_file(path, gain=options.gain, model=options.model)
-    spec = get_spec(info.model, "mask")
-    threshold = spec.threshold if options.threshold is None else options.threshold
-    cleaner = get_cleaner(info.model, options.inpaint, options.device, kernels=options.kernels)
-    provenance = {"model": info.model, "inpaint": options.inpaint, "weight_hash": cleaner.mask_model.weight_hash,
-                  "threshold": threshold, "version": __version__}
-    results: list[ChipResult] = []
-    for chip in info.chips:
-        electrons, ignore = read_chip(path, chip, ignore_bits=options.ignore_bits)
-        if not np.isfinite(electrons).any():
-            raise InputError(f"{path}: {chip.name}: no finite pixels (all NaN or inf)")
-        out = cleaner.run(electrons, threshold=threshold, ignore=ignore)
-        results.append(ChipResult(chip, out["mask"], out["cleaned"], out["probability"]))
-    exposure = exposure_name(Path(path))
-    groups = {}
-    if zarr_path:
-        for result in results:
-            arrays = {"mask": result.mask.astype(np.uint8), "cleaned": result.cleaned}
-            if options.probability:
-                arrays["probability"] = result.probability
-            attrs = {**provenance, "source": path, "chip": result.chip.name, "units": "electrons",
-                     "input_units": info.units, "electrons_per_input_unit": result.chip.factor,
-                     "instrument": info.instrument, "detector": info.detector, "dq_bit": options.dq_bit}
-            groups[result.chip.name] = zarr_io.write_chip_group(zarr_path, exposure, result.chip.name, arrays, attrs)
-    fits_out = None
-    if options.write_fits:
-        fits_out = str(write_cleaned(path, output_fits_path(Path(path), output_dir), results, cr_bit=options.dq_bit,
-                                     provenance=provenance, extra_mask=options.crmask_extension,
-                                     extra_probability=options.probability))
-    seconds = time.perf_counter() - start
-    rows = []
-    for result in results:
-        n_cr = int(result.mask.sum())
-        rows.append({**base, "chip": result.chip.name, "status": "done", "seconds": seconds / len(results),
-                     "cr_fraction": n_cr / result.mask.size, "cr_pixels": n_cr, "pixels": int(result.mask.size),
-                     "model": info.model,
-                     "weight_hash": provenance["weight_hash"], "threshold": threshold, "error": None,
-                     "fits_output": fits_out, "zarr_group": groups.get(result.chip.name)})
-    return rows
 
 
 def _connect(cluster):
@@ -198,7 +125,7 @@ def _connect(cluster):
     return handle.client, handle
 
 
-def _outputs_exist(rows: list[dict], zarr_path: str | None, options: ArchiveOptions) -> bool:
+def _outputs_exist(rows: list[dict], zarr_path: str | None, options: CleanOptions) -> bool:
     for row in rows:
         if row["status"] != "done":
             continue
@@ -266,8 +193,8 @@ def process_archive(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files = discover(inputs, exclude=[output] + ([zarr_path] if zarr_path else []))
-    options = ArchiveOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
-                             crmask_extension, probability, device, kernels)
+    options = CleanOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
+                           crmask_extension, probability, device, kernels)
     zarr_path = str(Path(zarr_path).resolve()) if zarr_path else None
     if zarr_path:
         zarr_io.clear_temporary(zarr_path)

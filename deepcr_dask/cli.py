@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 __all__ = ["main"]
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .zoo import load_model, registered_specs
+    from .nn import reach, receptive_field
+    from .zoo import registered_specs
 
-    rows = [("name", "kind", "instrument", "units", "threshold", "halo", "source")]
+    rows = [("name", "kind", "instrument", "units", "threshold", "receptive_field", "reach", "source")]
     for spec in registered_specs():
         if args.kind and spec.kind != args.kind:
             continue
-        halo = load_model(spec.name, spec.kind).halo
-        rows.append((spec.name, spec.kind, spec.instrument or "-", spec.units, f"{spec.threshold:g}", str(halo),
-                     spec.source))
+        net = spec.architecture.build()  # geometry from the architecture: no weights read
+        rows.append((spec.name, spec.kind, spec.instrument or "-", spec.units, f"{spec.threshold:g}",
+                     str(receptive_field(net)), str(reach(net)), spec.source))
     if len(rows) == 1:
         print("no models found (the deepCR zoo needs `pip install deepcr`)", file=sys.stderr)
         return 1
@@ -32,27 +32,16 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from ._version import __version__
-    from .cleaner import get_cleaner
-    from .io.fits import ChipResult, inspect_file, read_chip, write_cleaned
-    from .zoo import get_spec
+    from .pipeline import CleanOptions, clean_file
 
-    info = inspect_file(args.input, gain=args.gain, model=args.model)
-    spec = get_spec(info.model, "mask")
-    threshold = spec.threshold if args.threshold is None else args.threshold
-    cleaner = get_cleaner(info.model, args.inpaint, args.device, kernels=args.kernels)
-    results = []
-    start = time.perf_counter()
-    for chip in info.chips:
-        electrons, ignore = read_chip(args.input, chip)
-        out = cleaner.run(electrons, threshold=threshold, ignore=ignore)
-        results.append(ChipResult(chip, out["mask"], out["cleaned"], out["probability"]))
-        print(f"{chip.name}: {int(out['mask'].sum())} cosmic-ray pixels ({out['mask'].mean():.4%})")
-    provenance = {"model": info.model, "inpaint": args.inpaint, "weight_hash": cleaner.mask_model.weight_hash,
-                  "threshold": threshold, "version": __version__}
-    output = write_cleaned(args.input, args.output, results, cr_bit=args.dq_bit, provenance=provenance,
-                           extra_mask=args.crmask, extra_probability=args.crprob)
-    print(f"wrote {output} (model {info.model}, threshold {threshold:g}, {time.perf_counter() - start:.1f} s)")
+    options = CleanOptions(model=args.model, inpaint=args.inpaint, threshold=args.threshold, dq_bit=args.dq_bit,
+                           gain=args.gain, crmask_extension=args.crmask, probability=args.crprob, device=args.device,
+                           kernels=args.kernels)
+    result = clean_file(args.input, options, output=args.output)
+    for chip in result.chips:
+        print(f"{chip.chip.name}: {int(chip.mask.sum())} cosmic-ray pixels ({chip.mask.mean():.4%})")
+    print(f"wrote {result.fits_output} (model {result.provenance.model}, threshold {result.provenance.threshold:g}, "
+          f"{result.seconds:.1f} s)")
     return 0
 
 

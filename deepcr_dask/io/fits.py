@@ -8,17 +8,17 @@ header) under a temporary name and renames it into place. Input files are only e
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
 from ..errors import DeepCRDaskError, InputError
+from ..provenance import Provenance
 
 __all__ = [
     "DEFAULT_IGNORE_BITS",
@@ -80,7 +80,6 @@ class ChipResult:
     mask: np.ndarray  # bool
     cleaned: np.ndarray  # float32 electrons
     probability: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _first_line(exc: Exception) -> str:
@@ -315,7 +314,7 @@ def write_cleaned(
     results: list[ChipResult],
     *,
     cr_bit: int = DEFAULT_CR_BIT,
-    provenance: dict[str, object],
+    provenance: Provenance,
     extra_mask: bool = False,
     extra_probability: bool = False,
 ) -> Path:
@@ -351,12 +350,9 @@ def write_cleaned(
             if extra_probability and result.probability is not None:
                 out.append(fits.ImageHDU(result.probability.astype(np.float32), name="CRPROB", ver=_ver(chip)))
         header = out[0].header
-        for key, (value, comment) in _provenance_cards(provenance, cr_bit, total).items():
+        for key, (value, comment) in provenance.fits_cards(cr_bit, total).items():
             header[key] = (value, comment)
-        header.add_history(f"deepcr-dask {provenance.get('version', '')}: cosmic rays found with model "
-                           f"{provenance.get('model')} at threshold {provenance.get('threshold')}; "
-                           f"{total} pixels flagged with DQ bit {cr_bit} and replaced by inpainting "
-                           f"({provenance.get('inpaint') or 'median'})")
+        header.add_history(provenance.history(cr_bit, total))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # fixable header quirks of old files
             out.writeto(tmp, output_verify="silentfix", checksum=True)
@@ -372,16 +368,3 @@ def write_cleaned(
 def _ver(chip: ChipInfo) -> int:
     digits = "".join(ch for ch in chip.name if ch.isdigit())
     return int(digits) if digits else 1
-
-
-def _provenance_cards(provenance: dict, cr_bit: int, total: int) -> dict[str, tuple]:
-    return {
-        "CRMODEL": (str(provenance.get("model", "")), "deepcr-dask mask model"),
-        "CRINPNT": (str(provenance.get("inpaint") or "median"), "deepcr-dask inpainting"),
-        "CRWHASH": (str(provenance.get("weight_hash", "")), "SHA-256 (16 hex) of the mask weights"),
-        "CRTHRESH": (float(provenance.get("threshold", 0.5)), "cosmic-ray probability threshold"),
-        "CRBIT": (int(cr_bit), "DQ bit set on cosmic-ray pixels"),
-        "CRNPIX": (int(total), "pixels flagged as cosmic rays"),
-        "CRVERS": (str(provenance.get("version", "")), "deepcr-dask version"),
-        "CRDATE": (_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC date of cleaning"),
-    }
