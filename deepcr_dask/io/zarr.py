@@ -27,7 +27,6 @@ from zarr.storage import LocalStore
 
 __all__ = ["chip_group_path", "is_complete", "read_chip_group", "write_chip_group"]
 
-_GROUP_METADATA = {"zarr_format": 3, "node_type": "group", "attributes": {}}
 CHUNK = 1024
 
 
@@ -40,15 +39,21 @@ def chip_group_path(exposure: str, chip: str) -> str:
     return f"{_safe(exposure)}/{_safe(chip)}"
 
 
-def _ensure_group(folder: Path) -> None:
-    """Write a group's ``zarr.json`` if missing (atomically: concurrent writers race harmlessly)."""
-    meta = folder / "zarr.json"
-    if meta.exists():
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".zarr.json.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_text(json.dumps(_GROUP_METADATA))
-    os.replace(tmp, meta)
+def _require_group(root: Path, path: str) -> None:
+    """Create the group at ``path`` (and the root group) through the zarr API if missing.
+
+    Workers writing chips of one exposure race to create its group; one of them wins, and the others
+    find it made.
+    """
+    for attempt in range(3):
+        try:
+            group = zarr.open_group(store=LocalStore(str(root)), mode="a", zarr_format=3)
+            if path:
+                group.require_group(path)
+            return
+        except (zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError, FileExistsError):
+            if attempt == 2:
+                raise
 
 
 def write_chip_group(
@@ -60,8 +65,8 @@ def write_chip_group(
 ) -> str:
     """Write one chip's arrays and attributes; returns the group path. Replaces an existing group."""
     root = Path(store)
-    _ensure_group(root)
     group_path = chip_group_path(exposure, chip)
+    _require_group(root, group_path.rpartition("/")[0])
     final = root / group_path
     tmp = root / ".tmp" / uuid.uuid4().hex
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +78,6 @@ def write_chip_group(
             array[...] = data
         group.attrs.update({**attributes, "complete": False})
         group.attrs["complete"] = True  # the completion marker, last
-        _ensure_group(final.parent)
         if final.exists():
             trash = root / ".tmp" / f"old-{uuid.uuid4().hex}"
             os.replace(final, trash)
