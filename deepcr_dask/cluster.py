@@ -14,9 +14,6 @@ anyone watch (and, through its JSON routes, probe) the run. Reach it through an 
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import inspect
 import os
 import shutil
 import time
@@ -32,6 +29,7 @@ from dask.utils import parse_bytes
 
 from .allocator import WORKER_ENVIRONMENT
 from .errors import DeepCRDaskError
+from .slurm import resolve_slurm, slurm_job_script
 
 __all__ = [
     "ClusterError",
@@ -478,251 +476,15 @@ def _make_cuda(options: dict[str, Any], security: Any, timeout: float | None) ->
 
 # --------------------------------------------------------------------------------------------- slurm
 
-# Defaults when neither the options nor the jobqueue configuration set a value. One process per job
-# with one thread keeps torch's thread count, memory and SLURM's CPU accounting in step.
-_SLURM_DEFAULTS: dict[str, Any] = {
-    "cores": 1,
-    "memory": "4GB",
-    "processes": 1,
-    # Expanded by the job's shell: node-local scratch when the site sets TMPDIR.
-    "local_directory": "${TMPDIR:-/tmp}",
-}
-
-# Keyword → key of the jobqueue configuration section (dask-jobqueue's own mapping).
-_SLURM_CONFIG_KEYS: dict[str, str] = {
-    "cores": "cores",
-    "memory": "memory",
-    "processes": "processes",
-    "python": "python",
-    "interface": "interface",
-    "death_timeout": "death-timeout",
-    "local_directory": "local-directory",
-    "worker_command": "worker-command",
-    "worker_extra_args": "worker-extra-args",
-    "shebang": "shebang",
-    "queue": "queue",
-    "account": "account",
-    "walltime": "walltime",
-    "job_script_prologue": "job-script-prologue",
-    "job_cpu": "job-cpu",
-    "job_mem": "job-mem",
-    "job_extra_directives": "job-extra-directives",
-    "job_directives_skip": "job-directives-skip",
-    "log_directory": "log-directory",
-    "job_name": "name",
-    "scheduler_options": "scheduler-options",
-    "shared_temp_directory": "shared-temp-directory",
-}
-# Deprecated configuration keys that dask-jobqueue still honours, mapped onto their new names.
-_SLURM_DEPRECATED_KEYS = {
-    "extra": "worker_extra_args",
-    "job-extra": "job_extra_directives",
-    "env-extra": "job_script_prologue",
-    "header-skip": "job_directives_skip",
-    "project": "account",
-}
-_SLURM_CLUSTER_ONLY = {"scheduler_options", "shared_temp_directory", "silence_logs", "name", "scheduler_cls"}
-_SLURM_OURS = {"partition", "gpus", "jobs", "n_workers", "config", "config_name"}
-
-
-def _slurm_allowed() -> set[str]:
-    from dask_jobqueue.core import Job, JobQueueCluster
-    from dask_jobqueue.slurm import SLURMJob
-
-    names: set[str] = set()
-    for func in (Job.__init__, SLURMJob.__init__, JobQueueCluster.__init__):
-        names |= {p.name for p in inspect.signature(func).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD}
-    # Set by us or by the cluster, never by a caller ("name" stays: the cluster's name).
-    names -= {"self", "scheduler", "job_cls", "loop", "asynchronous", "security"}
-    return names | _SLURM_OURS
-
-
-def _load_jobqueue_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a jobqueue.yaml (or any dask config file) as a nested mapping."""
-    import yaml
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ClusterOptionError(f"jobqueue config file not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ClusterOptionError(f"cannot parse {file} as YAML: {exc}") from exc
-    if not isinstance(data, Mapping) or not isinstance(data.get("jobqueue", {}), Mapping):
-        raise ClusterOptionError(f"{file} must be a mapping with a 'jobqueue:' section")
-    return dict(data)
-
-
-def _slurm_section(config_file: Any, config_name: str) -> dict[str, Any]:
-    """The jobqueue section to use: dask's configuration, overlaid with ``config_file`` if given."""
-    base = copy.deepcopy(dask.config.get("jobqueue", default={}) or {})
-    if config_file is not None:
-        # `update` canonicalises job_extra/job-extra spellings the way dask's own loader does.
-        dask.config.update(base, _load_jobqueue_file(config_file).get("jobqueue", {}) or {}, priority="new")
-    if config_name not in base:
-        where = f" in {config_file}" if config_file is not None else " in the dask configuration"
-        raise ClusterOptionError(f"no jobqueue section {config_name!r}{where}; found: {sorted(base)}")
-    section = dict(base.get("slurm", {}) or {})
-    # A custom section (e.g. slurm-gpu) only lists what differs; the rest comes from `slurm`.
-    dask.config.update(section, base[config_name] or {}, priority="new")
-    return section
-
-
-def _resolve_slurm(options: dict[str, Any], security: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
-    """Split and complete SLURM options.
-
-    Every job parameter is resolved *now* (options > config file > dask config > our defaults) and passed
-    explicitly, so jobs submitted later by ``scale`` do not depend on a configuration context that has
-    since been left.
-
-    Returns
-    -------
-    job_kwargs, cluster_kwargs, scale
-    """
-    try:
-        allowed = _slurm_allowed()
-    except ImportError as exc:
-        raise ClusterError("kind='slurm' needs dask-jobqueue: pip install 'deepcr-dask[slurm]'") from exc
-    _reject_unknown("slurm", options, allowed)
-    options = dict(options)
-    config_file = options.pop("config", None)
-    config_name = options.pop("config_name", None) or "slurm"
-    section = _slurm_section(config_file, config_name)
-
-    if "partition" in options:
-        partition = options.pop("partition")
-        if options.get("queue") not in (None, partition):
-            raise ClusterOptionError(f"partition={partition!r} and queue={options['queue']!r} disagree")
-        options["queue"] = partition
-    # dask-jobqueue wants these inside scheduler_options; accept them where users expect them.
-    for key in ("dashboard_address", "host"):
-        if key in options:
-            options["scheduler_options"] = {**(options.get("scheduler_options") or {}), key: options.pop(key)}
-    gpus = options.pop("gpus", None)
-    jobs = options.pop("jobs", None)
-    n_workers = options.pop("n_workers", None)
-
-    resolved: dict[str, Any] = {}
-    for key, conf_key in _SLURM_CONFIG_KEYS.items():
-        value = options.pop(key, None)
-        if value is None:
-            value = section.get(conf_key)
-        if value is None:
-            value = _SLURM_DEFAULTS.get(key)
-        resolved[key] = value
-    for conf_key, key in _SLURM_DEPRECATED_KEYS.items():
-        if section.get(conf_key) and not resolved.get(key):
-            resolved[key] = section[conf_key]
-    resolved.update(options)  # remaining SLURMCluster arguments (nanny, protocol, silence_logs, ...)
-
-    _check_int("cores", resolved["cores"], minimum=1)
-    _check_int("processes", resolved["processes"], minimum=1)
-    if resolved["processes"] > resolved["cores"]:
-        raise ClusterOptionError(f"processes={resolved['processes']} exceeds cores={resolved['cores']}")
-    _check_memory("memory", resolved["memory"])
-    if resolved.get("walltime") is not None and not isinstance(resolved["walltime"], str):
-        raise ClusterOptionError(f"walltime must be a string such as '01:00:00', not {resolved['walltime']!r}")
-    for key in ("worker_extra_args", "job_extra_directives", "job_script_prologue", "job_directives_skip"):
-        value = resolved.get(key)
-        if value is None:
-            resolved[key] = []
-        elif isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ClusterOptionError(f"{key} must be a list of strings, not {value!r}")
-        else:
-            resolved[key] = list(value)
-
-    if gpus is not None and _check_int("gpus", gpus, minimum=0) > 0:
-        # SLURM sets CUDA_VISIBLE_DEVICES for the job's GPUs; the worker uses cuda:0 of that list, and
-        # the resource lets GPU tasks be routed only to workers that own a GPU.
-        resolved["job_extra_directives"].append(f"--gres=gpu:{gpus}")
-        resolved["worker_extra_args"] += ["--resources", f"GPU={gpus}"]
-        if resolved["processes"] > 1:
-            raise ClusterOptionError(
-                "gpus needs processes=1: worker processes of one job would share the same CUDA device"
-            )
-
-    scheduler_options = dict(resolved.pop("scheduler_options") or {})
-    scheduler_options.setdefault("dashboard_address", _LOCAL_DASHBOARD)
-    cluster_kwargs: dict[str, Any] = {"scheduler_options": scheduler_options}
-    for key in _SLURM_CLUSTER_ONLY - {"scheduler_options"}:
-        if key in resolved:
-            value = resolved.pop(key)
-            if value is not None:
-                cluster_kwargs[key] = value
-    if security is not None:
-        cluster_kwargs["security"] = security
-
-    scale: dict[str, int] = {}
-    if jobs is not None and n_workers is not None:
-        raise ClusterOptionError("give either jobs or n_workers, not both")
-    if jobs is not None:
-        scale["jobs"] = _check_int("jobs", jobs, minimum=0)
-    if n_workers is not None:
-        scale["n"] = _check_int("n_workers", n_workers, minimum=0)
-    return resolved, cluster_kwargs, scale
-
-
-def slurm_job_script(**options: Any) -> str:
-    """The batch script a ``make_cluster("slurm", **options)`` cluster would submit per job.
-
-    Nothing is started and nothing is submitted: use it to inspect resources, paths and the worker
-    command before running (or in tests). The scheduler address is a placeholder.
-
-    Parameters
-    ----------
-    **options
-        As for ``make_cluster("slurm", ...)``; ``jobs``/``n_workers``/``timeout`` are accepted and ignored.
-
-    Returns
-    -------
-    str
-        The job script, ``#SBATCH`` header included.
-    """
-    from dask_jobqueue.slurm import SLURMJob
-
-    options = dict(options)
-    options.pop("timeout", None)
-    security = _resolve_security(options.pop("security", None))
-    job_kwargs, cluster_kwargs, _ = _resolve_slurm(options, security)
-    worker_security = None
-    if security is not None:
-        # In-memory (temporary) credentials are written to files when the cluster starts; show where.
-        worker_security = copy.copy(security)
-        shared = cluster_kwargs.get("shared_temp_directory") or os.getcwd()
-        for key, value in security.get_tls_config_for_role("worker").items():
-            if value is not None and "\n" in value:
-                attr = "tls_" + ("worker_" if key != "ca_file" else "") + key
-                setattr(worker_security, attr, os.path.join(shared, f".dask-jobqueue.worker.{key}.XXXX"))
-    protocol = job_kwargs.pop("protocol", None) or ("tls://" if security is not None else None)
-    scheme = protocol or "tcp://"
-    # The job class creates log_directory as a side effect; an inspection must leave no trace.
-    log_dir = job_kwargs.get("log_directory")
-    created = log_dir is not None and not os.path.exists(log_dir)
-    try:
-        job = SLURMJob(
-            f"{scheme}<scheduler-address>:8786",
-            name="dummy-name",
-            protocol=protocol,
-            security=worker_security,
-            **job_kwargs,
-        )
-    except TypeError as exc:
-        raise ClusterOptionError(f"bad option for a slurm cluster: {exc}") from exc
-    finally:
-        if created:
-            with contextlib.suppress(OSError):
-                os.rmdir(log_dir)
-    return job.job_script()
-
 
 def _make_slurm(options: dict[str, Any], security: Any, timeout: float | None) -> ClusterHandle:
-    job_kwargs, cluster_kwargs, scale = _resolve_slurm(options, security)
+    config_name, job_kwargs, cluster_kwargs, scale = resolve_slurm(options, security)
     from dask_jobqueue import SLURMCluster
 
     if scale and any(scale.values()) and shutil.which("sbatch") is None:
         raise ClusterError("kind='slurm' submits jobs with sbatch, which is not on PATH here")
     try:
-        cluster = SLURMCluster(**cluster_kwargs, **job_kwargs)
+        cluster = SLURMCluster(config_name=config_name, **cluster_kwargs, **job_kwargs)
     except (TypeError, ValueError) as exc:
         raise ClusterOptionError(f"bad option for a slurm cluster: {exc}") from exc
     except Exception as exc:
