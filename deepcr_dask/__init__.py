@@ -6,9 +6,9 @@ from ._version import __version__
 from .archive import process_archive
 from .cleaner import Cleaner
 from .cluster import make_cluster
+from .compat import detect_cosmics
 from .engine import clean_dask
 from .errors import DeepCRDaskError, InputError, ModelError
-from .lacosmic import detect_cosmics
 from .zoo import list_models
 
 __all__ = [

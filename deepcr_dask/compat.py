@@ -1,4 +1,4 @@
-"""An astroscrappy-shaped drop-in: ``detect_cosmics(indat, inmask) -> (crmask, cleanarr)``."""
+"""Drop-ins shaped like the tools astronomers know: astroscrappy's ``detect_cosmics(indat, inmask)``."""
 
 from __future__ import annotations
 

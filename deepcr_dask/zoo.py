@@ -15,7 +15,7 @@ import hashlib
 import importlib.util
 import json
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -245,15 +245,11 @@ class LoadedModel:
 
     spec: ModelSpec
     network: UNet  # normalisation folded, eval mode
-    halo: int  # receptive field of the network in pixels (its full width)
+    receptive_field: int  # width in pixels of the input region an output pixel depends on
     alignment: int  # windows start on multiples of this (product of pooling strides)
     weight_hash: str
     reach: int  # margin a window needs on each side: the farthest input an output pixel uses
 
-    def describe(self) -> dict:
-        d = asdict(self.spec)
-        d.update(halo=self.halo, reach=self.reach, alignment=self.alignment, weight_hash=self.weight_hash)
-        return d
 
 
 def build_network(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path | str) -> UNet:

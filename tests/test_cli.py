@@ -18,14 +18,15 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def test_models_table_lists_halos(deepcr_module):
+def test_models_table_lists_receptive_fields_and_reach(deepcr_module):
     result = _run("models")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["name", "kind", "instrument", "units", "threshold", "halo", "source"]
+    assert lines[0].split() == ["name", "kind", "instrument", "units", "threshold", "receptive_field", "reach",
+                                "source"]
     rows = {tuple(line.split()[:2]): line.split() for line in lines[2:]}
-    assert rows[("ACS-WFC", "mask")][-2:] == ["18", "deepcr"]
-    assert rows[("ACS-WFC-F606W-3-32", "inpaint")][-2] == "44"
+    assert rows[("ACS-WFC", "mask")][-3:] == ["18", "9", "deepcr"]
+    assert rows[("ACS-WFC-F606W-3-32", "inpaint")][-3:-1] == ["44", "23"]
 
 
 def test_clean_one_file(tmp_path):

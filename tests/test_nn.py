@@ -1,4 +1,4 @@
-"""Networks: deepCR checkpoints load unchanged; halo and alignment come from the layers."""
+"""Networks: deepCR checkpoints load unchanged; receptive field, reach and alignment come from the layers."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_every_zoo_checkpoint_loads_and_fuses_exactly(deepcr_module):
     torch.manual_seed(1)
     for spec in specs:
         model = load_model(spec.name, spec.kind)
-        assert model.halo == {2: 18, 3: 44}[spec.architecture.depth]
+        assert model.receptive_field == {2: 18, 3: 44}[spec.architecture.depth]
         x = torch.randn(1, spec.architecture.in_channels, 64, 64) * 5 + 3
         reference = spec.architecture.build()
         from deepcr_dask.zoo import _read_state_dict, weights_path

@@ -62,7 +62,7 @@ def test_user_pth_and_safetensors_load_with_inferred_architecture(tmp_path, deep
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, pth)
     model = load_model(str(pth))
     assert model.spec.architecture == Architecture(1, 1, 8, 3, "batch", True)
-    assert model.halo == 44 and model.alignment == 4
+    assert model.receptive_field == 44 and model.alignment == 4
 
     st = tmp_path / "mine.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(st))
