@@ -21,7 +21,7 @@ from .errors import InputError
 from .io import zarr as zarr_io
 from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, SkipFile
 from .manifest import Manifest
-from .pipeline import CleanOptions, clean_file, exposure_name
+from .pipeline import DASK_CHIP_PIXELS, CleanOptions, clean_file, exposure_name
 
 __all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file"]
 
@@ -156,6 +156,7 @@ def process_archive(
     report: str | os.PathLike | None = None,
     device: str = "auto",
     kernels: str = "reference",
+    dask_chip_pixels: int | None = None,
 ) -> ArchiveSummary:
     """Clean every FITS file under ``inputs`` and record the results.
 
@@ -182,6 +183,9 @@ def process_archive(
         Write a Dask performance report (HTML) of the run.
     device, kernels
         Passed to each worker's :class:`deepcr_dask.Cleaner`.
+    dask_chip_pixels : int, optional
+        Chips with more pixels (default 64 Mpix) are cleaned as dask arrays spread over the cluster
+        (:func:`deepcr_dask.engine.clean_dask`) instead of in one task; the results are the same.
 
     Returns
     -------
@@ -194,7 +198,7 @@ def process_archive(
         inputs = [inputs]
     files = discover(inputs, exclude=[output] + ([zarr_path] if zarr_path else []))
     options = CleanOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
-                           crmask_extension, probability, device, kernels)
+                           crmask_extension, probability, device, kernels, dask_chip_pixels or DASK_CHIP_PIXELS)
     zarr_path = str(Path(zarr_path).resolve()) if zarr_path else None
     if zarr_path:
         zarr_io.clear_temporary(zarr_path)
@@ -229,8 +233,11 @@ def _run(todo, output, zarr_path, options, cluster, manifest, summary, max_in_fl
     from distributed import as_completed, performance_report
     from tqdm.auto import tqdm
 
+    from .engine import TorchThreadsPlugin, ensure_plugin
+
     client, owned = _connect(cluster)
     try:
+        ensure_plugin(TorchThreadsPlugin(), client)  # torch on each worker's own threads, not the nanny's one
         print(f"deepcr-dask: {len(todo)} file(s) to clean; dashboard: {client.dashboard_link}", file=sys.stderr)
         threads = sum(client.nthreads().values()) or 1
         limit = max_in_flight or 2 * threads

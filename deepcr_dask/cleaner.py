@@ -117,14 +117,16 @@ class Cleaner:
         """Per-pixel cosmic-ray probability in [0, 1] (0 at ignored pixels), float32, same shape."""
         return self._whole(image, ignore, want="probability")["probability"]
 
-    def clean(self, image, threshold: float = 0.5, inpaint: bool = True, ignore=None) -> tuple[np.ndarray, np.ndarray]:
+    def clean(self, image, threshold: float | None = None, inpaint: bool = True,
+              ignore=None) -> tuple[np.ndarray, np.ndarray]:
         """Cosmic-ray mask and cleaned image.
 
         Parameters
         ----------
         image : 2-D array in the units the mask model expects (any real dtype, any byte order)
-        threshold : float
-            Probability above which a pixel is a cosmic ray.
+        threshold : float, optional
+            Probability above which a pixel is a cosmic ray; the mask model's default when None (0.5 for
+            ACS-WFC and decam, 0.1 for WFC3-UVIS).
         inpaint : bool
             Replace flagged pixels (with the inpaint network, or a local median when there is none);
             if False the image is returned unchanged (as float32).
@@ -139,7 +141,7 @@ class Cleaner:
         out = self._whole(image, ignore, want="clean" if inpaint else "mask", threshold=threshold)
         return out["mask"], out["cleaned"]
 
-    def run(self, image, threshold: float = 0.5, ignore=None) -> dict[str, np.ndarray]:
+    def run(self, image, threshold: float | None = None, ignore=None) -> dict[str, np.ndarray]:
         """Mask, cleaned image and probability from one pass: ``{"mask", "cleaned", "probability"}``."""
         return self._whole(image, ignore, want="clean", threshold=threshold)
 
@@ -154,7 +156,12 @@ class Cleaner:
         return out["cleaned"]
 
     # -- region processing (shared by the in-memory and Dask paths) ---------------------------------
-    def _whole(self, image, ignore, *, want: str, threshold: float = 0.5) -> dict[str, np.ndarray]:
+    @property
+    def threshold(self) -> float:
+        """The mask model's default probability threshold."""
+        return self.mask_model.spec.threshold
+
+    def _whole(self, image, ignore, *, want: str, threshold: float | None = None) -> dict[str, np.ndarray]:
         data, ignored = prepare_image(image, ignore)
         return self.run_region(Region.whole(data, ignored), data.shape, self.stats(data, ignored), want=want,
                                threshold=threshold)
@@ -166,7 +173,7 @@ class Cleaner:
         stats: ImageStats,
         *,
         want: str = "clean",
-        threshold: float = 0.5,
+        threshold: float | None = None,
         core: tuple[Span, Span] | None = None,
         given: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
@@ -176,6 +183,7 @@ class Cleaner:
         and cleaned image) or ``"inpaint"`` (cleaned image for the ``given`` mask, which covers the region).
         The region must hold ``self.halo`` pixels around the core, or reach the image edge.
         """
+        threshold = self.threshold if threshold is None else threshold
         plan = TilePlan.make(image_shape, core or (region.rows, region.cols), self.geometry, self.tile, want=want)
         shape = (plan.core[0].size, plan.core[1].size)
         out: dict[str, np.ndarray] = {}

@@ -14,7 +14,7 @@ def detect_cosmics(
     inmask=None,
     *,
     model: str = "ACS-WFC",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     inpaint_model: str | None = None,
     device: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -28,8 +28,8 @@ def detect_cosmics(
         Bad pixels, as astroscrappy's ``inmask``: never flagged and never used to fill neighbours.
     model : str
         Mask model name or weight path.
-    threshold : float
-        Probability threshold.
+    threshold : float, optional
+        Probability threshold; the model's default when None.
     inpaint_model : str, optional
         Inpaint network; a local median of good pixels when None.
     device : str

@@ -31,7 +31,8 @@ from .preprocess import BACKGROUND_STRIDE, ImageStats, Region
 from .tiling import Geometry, Span
 from .zoo import get_spec
 
-__all__ = ["CleanerConfig", "CleanerPlugin", "clean_dask", "load_count", "worker_cleaner"]
+__all__ = ["CleanerConfig", "CleanerPlugin", "TorchThreadsPlugin", "clean_dask", "ensure_plugin", "load_count",
+           "worker_cleaner"]
 
 _LAYERS = {"mask": np.dtype(bool), "cleaned": np.dtype(np.float32), "probability": np.dtype(np.float32)}
 
@@ -58,23 +59,32 @@ def load_count() -> int:
     return cleaner_module.LOAD_COUNT
 
 
-class CleanerPlugin(WorkerPlugin):
-    """Builds the worker's Cleaner when the worker starts (or joins later), and sets torch threads.
+class TorchThreadsPlugin(WorkerPlugin):
+    """Runs torch on the worker's own thread count.
 
-    The nanny pins a worker's native thread pools to one thread; a worker with ``nthreads`` task
-    threads runs the network with that many torch threads instead. Concurrent tasks take turns on
-    the worker's Cleaner (a whole block per turn on CPUs, a forward pass on GPUs), so they share
-    those threads rather than multiplying them.
+    The nanny pins a worker's native thread pools to one thread (``OMP_NUM_THREADS=1``); a worker with
+    ``nthreads`` task threads runs the networks with that many torch threads instead. Concurrent tasks
+    take turns on the worker's Cleaner (a whole block per turn on CPUs, a forward pass on GPUs), so they
+    share those threads rather than multiplying them. Registered by ``clean_dask`` and ``process_archive``.
     """
+
+    name = "deepcr-dask-torch-threads"
+
+    def setup(self, worker) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, worker.state.nthreads))
+
+
+class CleanerPlugin(TorchThreadsPlugin):
+    """Also builds the worker's Cleaner for ``config`` when the worker starts (or joins later)."""
 
     def __init__(self, config: CleanerConfig):
         self.config = config
         self.name = f"deepcr-dask-{abs(hash(config)):x}"
 
     def setup(self, worker) -> None:
-        import torch
-
-        torch.set_num_threads(max(1, worker.state.nthreads))
+        super().setup(worker)
         self.config.build()  # process-level cache: a re-registered plugin reuses the loaded Cleaner
 
 
@@ -83,16 +93,16 @@ def worker_cleaner(config: CleanerConfig):
     return config.build()
 
 
-def ensure_plugin(config: CleanerConfig) -> None:
-    """Register the Cleaner plugin on the current distributed client, if there is one."""
-    try:
-        from distributed import default_client
+def ensure_plugin(plugin: WorkerPlugin, client=None) -> None:
+    """Register ``plugin`` on ``client`` (default: the current distributed client, if there is one), once."""
+    if client is None:
+        try:
+            from distributed import default_client
 
-        client = default_client()
-    except (ImportError, ValueError):
-        return  # no distributed client: local schedulers use the process-level cache
+            client = default_client()
+        except (ImportError, ValueError):
+            return  # no distributed client: local schedulers use the process-level cache
     registered = getattr(client, "_deepcr_dask_plugins", set())
-    plugin = CleanerPlugin(config)
     if plugin.name not in registered:
         client.register_plugin(plugin, name=plugin.name)
         registered.add(plugin.name)
@@ -190,7 +200,7 @@ def clean_dask(
     *,
     mask: str = "ACS-WFC",
     inpaint: str | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     return_probability: bool = False,
     ignore=None,
     inpaint_pixels: bool = True,
@@ -213,8 +223,8 @@ def clean_dask(
         come back in the input's chunking.
     mask, inpaint : str
         Model names or weight paths (see :class:`deepcr_dask.Cleaner`).
-    threshold : float
-        Probability threshold.
+    threshold : float, optional
+        Probability threshold; the mask model's default when None, as in the Cleaner and the archive.
     return_probability : bool
         Also return the probability image.
     ignore : 2-D bool array, optional
@@ -265,7 +275,7 @@ def clean_dask(
 
     layers = ("mask", "cleaned", "probability") if return_probability else ("mask", "cleaned")
     dtype = np.dtype([(name, _LAYERS[name]) for name in layers])
-    ensure_plugin(config)
+    ensure_plugin(CleanerPlugin(config))
     result = da.map_blocks(
         _kernel, *overlapped, stats=stats, config=config, layers=layers, threshold=threshold,
         want="clean" if inpaint_pixels else "mask", image_shape=image.shape, block_chunks=merged, depth=depth,
