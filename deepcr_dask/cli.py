@@ -69,7 +69,7 @@ def _archive(args: argparse.Namespace) -> int:
             threshold=args.threshold, dq_bit=args.dq_bit, gain=args.gain, write_fits=not args.no_fits,
             crmask_extension=args.crmask, probability=args.crprob, overwrite=args.overwrite,
             progress=not args.no_progress, report=args.report, device=args.device,
-            kernels=args.kernels,
+            kernels=args.kernels, dask_chip_pixels=args.dask_chip_pixels,
         )
     finally:
         if handle is not None:
@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fits", action="store_true", help="write no cleaned FITS files")
     p.add_argument("--report", help="write a Dask performance report (HTML)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dask-chip-pixels", type=int,
+                   help="chips with more pixels are cleaned as dask arrays over the whole cluster "
+                        "(default 64 Mpix, larger than any HST chip)")
     _add_model_options(p)
     p.set_defaults(func=_archive)
 

@@ -140,3 +140,60 @@ def test_device_choice_without_cuda():
     with pytest.raises(ModelError, match="precision must be"):
         resolve_precision("int8", torch.device("cpu"))
     assert resolve_precision("bfloat16", torch.device("cuda:0")) is torch.bfloat16
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (20, 20), (20, 300)])
+@pytest.mark.parametrize("model", ["ACS-WFC", "WFC3-UVIS"])
+def test_images_smaller_than_the_halo_equal_the_cleaner(shape, model):
+    """Axes shorter than the halo (22 px) come as one chunk, cleaned without overlap: whole-image results."""
+    rng = np.random.default_rng(sum(shape))
+    image = rng.normal(100, 10, shape).astype(np.float32)
+    image.flat[:: max(1, image.size // 7)] += 2000  # a few hot pixels to flag
+    reference = dcr.Cleaner(model, device="cpu")
+    ref_mask, ref_clean = reference.clean(image)
+    ref_prob = reference.probability(image)
+    chunks = (shape[0], 64)  # the long axis of (20, 300) in several chunks, overlapped
+    with dask.config.set(scheduler="threads"):
+        mask, cleaned, prob = dask.compute(*dcr.clean_dask(da.from_array(image, chunks=chunks), mask=model,
+                                                           device="cpu", return_probability=True))
+    assert mask.dtype == bool and mask.shape == shape
+    np.testing.assert_array_equal(mask, ref_mask)
+    np.testing.assert_allclose(prob, ref_prob, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(cleaned, ref_clean, rtol=1e-6, atol=1e-4)
+
+
+def test_one_kernel_call_per_block_gives_every_output():
+    """Mask, cleaned image and probability are fields of one kernel's output: one task per block in all."""
+    image = da.from_array(synthetic_frame((160, 200), seed=16)[0], chunks=(80, 100))
+    outputs = dcr.clean_dask(image, device="cpu", return_probability=True)
+    kernels = [{name for name in dict(out.dask.layers) if name.startswith("deepcr-clean")} for out in outputs]
+    assert len(kernels[0]) == 1 and kernels[0] == kernels[1] == kernels[2]  # the same layer feeds all three
+    layer = outputs[0].dask.layers[next(iter(kernels[0]))]
+    assert len(layer) == image.npartitions == 4
+    assert [o.dtype for o in outputs] == [np.dtype(bool), np.dtype(np.float32), np.dtype(np.float32)]
+
+
+def test_cleaning_pass_reads_its_blocks_after_the_statistics():
+    """The statistics come from their own reads of the input; the cleaning pass's reads wait for them, so a
+    worker never holds all blocks waiting for the whole-image numbers."""
+    source = da.from_array(synthetic_frame((192, 192), seed=17)[0], chunks=64)
+    mask, _ = dcr.clean_dask(source, mask="WFC3-UVIS", device="cpu")
+    graph = dict(mask.__dask_graph__())
+    stats_keys = {k for k in graph if isinstance(k, str) and k.startswith("_assemble_stats")}
+    assert len(stats_keys) == 1
+    stats_key = next(iter(stats_keys))
+
+    def ancestors(key, seen=None):
+        seen = set() if seen is None else seen
+        for dep in dask.core.get_dependencies(graph, key):
+            if dep not in seen:
+                seen.add(dep)
+                ancestors(dep, seen)
+        return seen
+
+    before_stats = ancestors(stats_key)
+    needed = set().union(*(ancestors(k) for k in dask.core.flatten(mask.__dask_keys__())))
+    reads = [k for k in needed if isinstance(k, tuple) and str(k[0]).startswith("array")]  # from_array tasks
+    cleaning_reads = [k for k in reads if k not in before_stats]
+    assert len(cleaning_reads) >= source.npartitions
+    assert all(stats_key in ancestors(k) for k in cleaning_reads)

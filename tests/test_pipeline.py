@@ -1,0 +1,75 @@
+"""pipeline.clean_file: one way to clean a file; large chips through clean_dask give the same result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import real_file
+from distributed import Client, LocalCluster
+
+import deepcr_dask as dcr
+from deepcr_dask.io.fits import inspect_file, read_chip
+from deepcr_dask.pipeline import CleanOptions, clean_file
+
+HRC = "acs_hrc_j8bt06nyq_flt.fits"
+
+
+def _compare(a, b) -> None:
+    for x, y in zip(a.chips, b.chips):
+        np.testing.assert_array_equal(x.mask, y.mask)
+        np.testing.assert_allclose(x.probability, y.probability, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(x.cleaned, y.cleaned, rtol=1e-6, atol=1e-3)
+
+
+def test_clean_file_writes_the_copy_with_provenance(tmp_path):
+    src = real_file(HRC)
+    before = src.read_bytes()
+    result = clean_file(src, CleanOptions(), output=tmp_path / "out.fits", zarr_path=tmp_path / "out.zarr")
+    assert src.read_bytes() == before  # the input is never modified
+    assert result.info.model == "generic-HST" and len(result.chips) == 1
+    electrons, ignore = read_chip(src, inspect_file(src).chips[0])
+    expected = dcr.Cleaner("generic-HST", device="auto").run(electrons, ignore=ignore)
+    np.testing.assert_array_equal(result.chips[0].mask, expected["mask"])
+    with fits.open(result.fits_output) as hdul:
+        header = hdul[0].header
+        assert header["CRMODEL"] == "generic-HST" and header["CRWHASH"] == result.provenance.weight_hash
+        assert header["CRNPIX"] == int(expected["mask"].sum()) > 0
+        assert "deepcr-dask" in str(header["HISTORY"])
+        dq = hdul["DQ", 1].data
+        assert ((dq & 8192) != 0).sum() == int(expected["mask"].sum())
+    rows = result.rows({"path": str(src)})
+    assert rows[0]["status"] == "done" and rows[0]["zarr_group"] == result.zarr_groups["SCI,1"]
+
+
+def test_a_large_chip_through_dask_on_threads_equals_one_piece(tmp_path):
+    src = real_file(HRC)
+    whole = clean_file(src, CleanOptions(), output=tmp_path / "whole.fits")
+    # 1024x1024 > 200k pixels: the chip is read block by block (LazyChip) and cleaned by clean_dask.
+    tiled = clean_file(src, CleanOptions(dask_chip_pixels=200_000, dask_chunk=300), output=tmp_path / "tiled.fits")
+    _compare(whole, tiled)
+    with fits.open(whole.fits_output) as a, fits.open(tiled.fits_output) as b:
+        np.testing.assert_array_equal(a["DQ", 1].data, b["DQ", 1].data)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def test_a_large_chip_in_an_archive_run_spreads_over_the_cluster(tmp_path, client):
+    src = real_file(HRC)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / src.name).write_bytes(src.read_bytes())
+    one = dcr.process_archive(folder, tmp_path / "one", cluster=client, progress=False, probability=True)
+    spread = dcr.process_archive(folder, tmp_path / "spread", cluster=client, progress=False, probability=True,
+                                 dask_chip_pixels=200_000)
+    assert one.done and spread.done and not one.failed and not spread.failed
+    assert one.cr_pixels == spread.cr_pixels > 0
+    name = src.name.replace(".fits", "_crclean.fits")
+    with fits.open(tmp_path / "one" / name) as a, fits.open(tmp_path / "spread" / name) as b:
+        np.testing.assert_array_equal(a["DQ", 1].data, b["DQ", 1].data)
+        np.testing.assert_allclose(a["CRPROB", 1].data, b["CRPROB", 1].data, rtol=0, atol=1e-6)
