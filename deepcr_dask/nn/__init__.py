@@ -1,17 +1,9 @@
-"""UNet networks whose ``state_dict`` keys match the deepCR model zoo.
+"""The deepCR-compatible networks and their inference form.
 
-deepCR's networks are small UNets: a block is (3x3 conv, norm, ReLU) x 2; going down is
-``MaxPool2d(2)`` then a block; going up is a stride-2 transposed conv that halves the channels,
-concatenated as ``[skip, up]`` and followed by a block; the head is a 1x1 conv (with a sigmoid for
-mask networks). Two normalisations exist: BatchNorm (``ACS-WFC``, ``decam``, the inpaint models) and
-weight norm (``WFC3-UVIS``). The attribute names below reproduce deepCR's so that its checkpoints load
-unchanged (after stripping the ``module.`` prefix its ``DataParallel`` wrapper added).
-
-The modules hold only the network. Folding normalisation into the convolutions for inference,
-device placement and tiling live in :mod:`deepcr_dask.zoo` and :mod:`deepcr_dask.cleaner`.
-
-Modules: :mod:`.networks` (the deepCR-compatible UNets), :mod:`.geometry` (receptive field, reach,
-alignment), :mod:`.layers` (inference-only layers), :mod:`.fuse` (building the inference form).
+Modules: :mod:`.networks` (the UNets, whose ``state_dict`` keys match the deepCR model zoo), :mod:`.geometry`
+(receptive field, reach, alignment), :mod:`.layers` (inference-only layers), :mod:`.fuse` (building the
+inference form), :mod:`.probes` (which kernels beyond standard torch ops work here). Loading, device
+placement and tiling live in :mod:`deepcr_dask.zoo`, :mod:`deepcr_dask.runner` and :mod:`deepcr_dask.tiling`.
 """
 
 from __future__ import annotations
