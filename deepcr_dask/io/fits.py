@@ -1,35 +1,35 @@
-"""FITS input and output.
+"""FITS input: what a file holds, and its chips in electrons with their ignore masks.
 
-Reading turns an HST or ground frame into per-chip images in electrons plus an ignore mask (DQ bad
-and saturated pixels), through picklable handles that open the file inside each task. Writing makes a
-cleaned copy (SCI replaced in the input's units, DQ OR-ed with a cosmic-ray bit, provenance in the
-header) under a temporary name and renames it into place. Input files are only ever opened read-only.
+:func:`inspect_file` reads the headers only: the product type (:mod:`.products`), the science chips, how
+each converts to electrons (and what was assumed when a file does not say), where its DQ and ERR arrays
+are (a WFPC2 ``c0f``'s DQ is in its ``c1f``), its read noise and pointing (for grouping repeat exposures).
+:func:`read_chip` and :class:`LazyChip` read pixels, whole or block by block, inside each task. Input files
+are only ever opened read-only; :mod:`.writer` writes the cleaned copies.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 from astropy.io import fits
 
 from ..errors import DeepCRDaskError, InputError
-from ..provenance import Provenance
+from .products import Product, classify
 
 __all__ = [
+    "DEFAULT_CR_BIT",
     "DEFAULT_IGNORE_BITS",
     "ChipInfo",
     "ChipResult",
     "ExposureInfo",
     "LazyChip",
     "SkipFile",
+    "check_dq_bit",
     "inspect_file",
     "read_chip",
-    "write_cleaned",
+    "read_err",
 ]
 
 # HST DQ flags whose pixels are ignored: Reed-Solomon (1), fill (2), bad detector pixel (4), masked (8),
@@ -57,6 +57,13 @@ class ChipInfo:
     shape: tuple[int, int]
     factor: float  # electrons = data * factor
     dq_hdu: int | None  # HDU index of the chip's DQ array, when it has data
+    dq_path: str | None = None  # the file holding the DQ, when not this one (WFPC2: the c1f)
+    dq_plane: int | None = None  # index into the DQ cube
+    dq_dtype: str | None = None  # numpy dtype of the DQ array, from its header
+    err_hdu: int | None = None  # HDU index of the chip's ERR array (same units as SCI)
+    read_noise: float | None = None  # electrons, from the header
+    wcs: tuple[float, ...] | None = None  # CRVAL1, CRVAL2, CRPIX1, CRPIX2, CD1_1, CD1_2, CD2_1, CD2_2
+    exptime: float | None = None  # seconds, the chip's own (STIS imsets) or the file's
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,14 @@ class ExposureInfo:
     units: str
     model: str
     chips: tuple[ChipInfo, ...]
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # how the units were decided, and anything assumed
+    product: Product | None = None
+    exptime: float | None = None
+    filter: str = ""
+    asn_id: str = ""
+    visit: str = ""  # HST: the rootname's program and visit (first 6 characters)
+    repeats: int = 1  # exposures of one pointing held as imsets of this file (STIS CR-SPLIT, REPEAT-OBS)
+    telescope: str = ""
 
 
 @dataclass
@@ -80,6 +94,8 @@ class ChipResult:
     mask: np.ndarray  # bool
     cleaned: np.ndarray  # float32 electrons
     probability: np.ndarray | None = None
+    inpainted: bool = True  # False: flagged only (a suspect chip), the pixels left as they were
+    suspect: tuple[str, ...] = ()  # the quality gates' reasons, when the chip is suspect
 
 
 def _first_line(exc: Exception) -> str:
@@ -128,7 +144,7 @@ def _electrons_factor(path, primary, ext_header, gain: float | None) -> tuple[fl
 
 
 def inspect_file(path: str | os.PathLike, *, gain: float | None = None, model: str | None = None) -> ExposureInfo:
-    """Find the science chips of a FITS file from its headers (no pixel data read).
+    """What a FITS file holds, from its headers (no pixel data read).
 
     Parameters
     ----------
@@ -138,12 +154,16 @@ def inspect_file(path: str | os.PathLike, *, gain: float | None = None, model: s
     model : str, optional
         Mask model to use instead of the choice by INSTRUME / DETECTOR.
 
+    Returns
+    -------
+    ExposureInfo
+        With its :class:`~deepcr_dask.io.products.Product`; files that are not images to clean (tables,
+        DQ files) have no chips.
+
     Raises
     ------
     InputError
-        Not FITS, truncated, or no 2-D science data.
-    SkipFile
-        Data that should not be cleaned (WFC3/IR and other up-the-ramp products).
+        Not FITS, truncated, or no 2-D science data in what should be an image.
     """
     path = str(path)
     with _open(path) as hdul:
@@ -151,16 +171,37 @@ def inspect_file(path: str | os.PathLike, *, gain: float | None = None, model: s
             hdul.verify("silentfix+ignore")
             _check_complete(path, hdul)
             primary = hdul[0].header
-            instrument = _header_text(primary, "INSTRUME")
-            detector = _header_text(primary, "DETECTOR")
-            if (instrument, detector) in (("WFC3", "IR"), ("NICMOS", "")) or instrument == "NICMOS":
-                raise SkipFile(f"{path}: {instrument}/{detector or '?'} is up-the-ramp data; "
-                               "cosmic rays are already rejected")
-            chips, units, notes = _find_chips(path, hdul, gain)
+            product = classify(path, hdul)
+            instrument, detector = product.instrument, product.detector
+            chips, units, notes = ([], "", []) if product.kind in ("table", "dq") else _find_chips(path, hdul, gain)
+            if product.dq_companion:
+                chips = _with_companion_dq(path, product.dq_companion, chips)
+            exptime = _seconds(primary.get("EXPTIME")) or (chips[0].exptime if chips else None)
+            repeats = 1
+            if instrument == "STIS" and len(chips) > 1:  # STIS keeps CR-SPLIT / REPEAT-OBS exposures as imsets
+                repeats = len(chips) if max(_int(primary, "CRSPLIT"), _int(primary, "NRPTEXP")) > 1 else 1
         except (OSError, ValueError, TypeError, IndexError) as exc:
             raise InputError(f"{path}: damaged FITS file ({_first_line(exc)})") from None
+    rootname = _header_text(primary, "ROOTNAME")
     return ExposureInfo(path, instrument, detector, units, model or _choose_model(instrument, detector),
-                        tuple(chips), tuple(notes))
+                        tuple(chips), tuple(notes), product,
+                        exptime, _filter(primary), _header_text(primary, "ASN_ID").replace("NONE", ""),
+                        rootname[:6] if _header_text(primary, "TELESCOP") == "HST" else "", repeats,
+                        _header_text(primary, "TELESCOP"))
+
+
+def _seconds(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _int(header, key: str) -> int:
+    value = header.get(key)
+    return int(value) if isinstance(value, (int, float)) else 1
+
+
+def _filter(primary) -> str:
+    names = [_header_text(primary, k) for k in ("FILTER", "FILTER1", "FILTER2", "FILTNAM1", "FILTNAM2")]
+    return "+".join(n for n in names if n and not n.startswith("CLEAR"))
 
 
 def _check_complete(path: str, hdul) -> None:
@@ -189,8 +230,11 @@ def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
             shape = _shape(path, header)
             factor, units, notes = _electrons_factor(path, primary, header, gain)
             ver = header.get("EXTVER", 1)
-            dq = _find_ext(hdul, "DQ", ver)
-            chips.append(ChipInfo(f"SCI,{ver}", index, None, shape, factor, dq))
+            dq, err = _find_ext(hdul, "DQ", ver), _find_ext(hdul, "ERR", ver)
+            chips.append(ChipInfo(f"SCI,{ver}", index, None, shape, factor, dq,
+                                  dq_dtype=_dtype(hdul[dq].header) if dq is not None else None, err_hdu=err,
+                                  read_noise=_read_noise(primary, header, factor), wcs=_wcs(header),
+                                  exptime=_seconds(header.get("EXPTIME", primary.get("EXPTIME")))))
         return chips, units, notes
     candidates = [i for i, h in enumerate(hdul) if _has_data(h)]
     if not candidates:
@@ -199,16 +243,95 @@ def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
     header = hdul[index].header
     factor, units, notes = _electrons_factor(path, primary, header, gain)
     naxis = header["NAXIS"]
+    noise, exptime = _read_noise(primary, header, factor), _seconds(primary.get("EXPTIME", header.get("EXPTIME")))
     if naxis == 2:
         return [ChipInfo("PRIMARY" if index == 0 else f"HDU{index}", index, None, _shape(path, header), factor,
-                         None)], units, notes
+                         None, read_noise=noise, wcs=_wcs(header), exptime=exptime)], units, notes
     if naxis == 3 and _header_text(primary, "INSTRUME") == "WFPC2":
         # WFPC2 c0f: the four chips as a cube (GEIS groups converted to FITS).
         planes = header["NAXIS3"]
         shape = (header["NAXIS2"], header["NAXIS1"])
-        return [ChipInfo(f"CHIP{p + 1}", index, p, shape, factor, None) for p in range(planes)], units, notes
+        return [ChipInfo(f"CHIP{p + 1}", index, p, shape, factor, None, read_noise=noise, exptime=exptime)
+                for p in range(planes)], units, notes
     dims = tuple(header[f"NAXIS{k}"] for k in range(naxis, 0, -1))
     raise InputError(f"{path}: expected a 2-D image (or a WFPC2 chip cube), found shape {dims}")
+
+
+def _with_companion_dq(path: str, companion: str, chips: list[ChipInfo]) -> list[ChipInfo]:
+    """Point a WFPC2 c0f's chips at the planes of its c1f (checked to match)."""
+    with _open(companion) as dq_file:
+        header = dq_file[0].header
+        planes = header.get("NAXIS3", 1) if header.get("NAXIS") == 3 else 1
+        shape = (header.get("NAXIS2"), header.get("NAXIS1"))
+        dtype = _dtype(header)
+    out = []
+    for chip in chips:
+        if chip.plane is None or chip.plane >= planes or shape != chip.shape:
+            raise InputError(f"{path}: its DQ file {companion} does not match it (shape {shape}, {planes} planes)")
+        out.append(replace(chip, dq_hdu=0, dq_path=companion, dq_plane=chip.plane, dq_dtype=dtype))
+    return out
+
+
+def _dtype(header) -> str:
+    """The numpy dtype an image HDU's data reads as (BITPIX, with BZERO's unsigned convention)."""
+    bitpix, bzero = header.get("BITPIX"), header.get("BZERO", 0)
+    if bitpix == 8:
+        return "uint8"
+    if bitpix in (16, 32, 64):
+        unsigned = bzero == 2 ** (bitpix - 1)
+        return f"{'u' if unsigned else ''}int{bitpix}"
+    return {-32: "float32", -64: "float64"}.get(bitpix, "float64")
+
+
+def _read_noise(primary, header, factor: float) -> float | None:
+    """Read noise in electrons: READNSE (STIS), the mean of READNSEA-D (ACS, WFC3), or RDNOISE / READNOIS."""
+    values = [h.get(k) for h in (header, primary) for k in ("READNSEA", "READNSEB", "READNSEC", "READNSED")]
+    values = [float(v) for v in values if isinstance(v, (int, float)) and v > 0]
+    if values:
+        return float(np.mean(values[:4]))
+    for key in ("READNSE", "RDNOISE", "READNOIS", "RON"):
+        for h in (header, primary):
+            value = h.get(key)
+            if isinstance(value, (int, float)) and value > 0:
+                return float(value)
+    return None
+
+
+def _wcs(header) -> tuple[float, ...] | None:
+    """The linear part of the chip's celestial WCS, enough to tell how far two pointings lie apart."""
+    try:
+        crval = (float(header["CRVAL1"]), float(header["CRVAL2"]))
+        crpix = (float(header["CRPIX1"]), float(header["CRPIX2"]))
+        if "CD1_1" in header:
+            cd = tuple(float(header.get(k, 0.0)) for k in ("CD1_1", "CD1_2", "CD2_1", "CD2_2"))
+        else:
+            cdelt = (float(header.get("CDELT1", 1.0)), float(header.get("CDELT2", 1.0)))
+            pc = tuple(float(header.get(k, float(k in ("PC1_1", "PC2_2")))) for k in ("PC1_1", "PC1_2", "PC2_1",
+                                                                                       "PC2_2"))
+            cd = (pc[0] * cdelt[0], pc[1] * cdelt[0], pc[2] * cdelt[1], pc[3] * cdelt[1])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (*crval, *crpix, *cd)
+
+
+def check_dq_bit(info: ExposureInfo, bit: int) -> None:
+    """Refuse, before any work, a cosmic-ray DQ bit that the file's DQ arrays cannot hold.
+
+    Raises
+    ------
+    InputError
+        Naming the file, the DQ dtype and the largest bit that fits.
+    """
+    for chip in info.chips:
+        if chip.dq_dtype is None:
+            continue
+        dtype = np.dtype(chip.dq_dtype)
+        if dtype.kind not in "iu":
+            raise InputError(f"{info.path}: {chip.name}: DQ has a non-integer dtype {dtype}")
+        largest = 1 << (dtype.itemsize * 8 - (1 if dtype.kind == "i" else 0) - 1)
+        if bit > largest:
+            raise InputError(f"{info.path}: {chip.name}: DQ bit {bit} does not fit its {dtype} DQ array "
+                             f"(largest bit {largest}); choose --dq-bit {largest} or lower")
 
 
 def _shape(path, header) -> tuple[int, int]:
@@ -258,14 +381,33 @@ def _read_chip(path, chip, ignore_bits, rows, cols, *, memmap: bool) -> tuple[np
             electrons = np.array(data[rows, cols], dtype=np.float32) * np.float32(chip.factor)
             ignore = np.zeros(electrons.shape, bool)
             if chip.dq_hdu is not None and ignore_bits:
-                dq = hdul[chip.dq_hdu].data
-                if dq is not None and dq.shape == chip.shape:
-                    ignore = (np.asarray(dq[rows, cols]).astype(np.int64) & ignore_bits) != 0
+                dq = _read_dq(hdul, chip, rows, cols, memmap)
+                if dq is not None:
+                    ignore = (dq.astype(np.int64) & ignore_bits) != 0
         except (OSError, ValueError, TypeError, IndexError) as exc:
             if memmap and "memory-mapped" in str(exc):
                 raise _NeedsNoMemmap from None
             raise InputError(f"{path}: {chip.name}: cannot read pixel data ({_first_line(exc)})") from None
     return electrons, ignore
+
+
+def _read_dq(hdul, chip: ChipInfo, rows, cols, memmap: bool) -> np.ndarray | None:
+    if chip.dq_path is None:
+        dq = hdul[chip.dq_hdu].data
+        return np.asarray(dq[rows, cols]) if dq is not None and dq.shape == chip.shape else None
+    with _open(chip.dq_path, memmap=memmap) as dq_file:
+        return np.asarray(dq_file[chip.dq_hdu].data[chip.dq_plane][rows, cols])
+
+
+def read_err(path: str | os.PathLike, chip: ChipInfo) -> np.ndarray | None:
+    """The chip's ERR array in electrons (float32), or None when it has none."""
+    if chip.err_hdu is None:
+        return None
+    with _open(path) as hdul:
+        err = hdul[chip.err_hdu].data
+        if err is None or err.shape != chip.shape:
+            return None
+        return np.array(err, dtype=np.float32) * np.float32(chip.factor)
 
 
 @dataclass(frozen=True)
@@ -302,69 +444,3 @@ class LazyChip:
 
         return da.from_array(self, chunks=chunks, asarray=False, meta=np.empty((0, 0), self.dtype),
                              name=f"{self.what}-{self.chip.name}-{abs(hash(self)):x}")
-
-
-def _atomic_path(dst: Path) -> Path:
-    return dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def write_cleaned(
-    src: str | os.PathLike,
-    dst: str | os.PathLike,
-    results: list[ChipResult],
-    *,
-    cr_bit: int = DEFAULT_CR_BIT,
-    provenance: Provenance,
-    extra_mask: bool = False,
-    extra_probability: bool = False,
-) -> Path:
-    """Write a cleaned copy of ``src`` to ``dst`` atomically (temporary name, fsync, rename).
-
-    SCI data are replaced by the cleaned pixels converted back to the input's units (as float32),
-    the DQ array of each chip is OR-ed with ``cr_bit`` where a cosmic ray was found, and a CRMASK
-    extension is added for chips without DQ data (and for all chips with ``extra_mask``).
-    """
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(dst)
-    with _open(src, memmap=False) as hdul:  # the copy needs every byte anyway
-        out = fits.HDUList([hdu.copy() for hdu in hdul])
-    try:
-        total = 0
-        for result in results:
-            chip = result.chip
-            cleaned = (result.cleaned / np.float32(chip.factor)).astype(np.float32)
-            hdu = out[chip.hdu]
-            if chip.plane is None:
-                hdu.data = cleaned
-            else:
-                cube = np.array(hdu.data, dtype=np.float32)
-                cube[chip.plane] = cleaned
-                hdu.data = cube
-            total += int(result.mask.sum())
-            if chip.dq_hdu is not None:
-                dq = out[chip.dq_hdu]
-                dq.data = np.asarray(dq.data) | np.where(result.mask, cr_bit, 0).astype(dq.data.dtype)
-            if chip.dq_hdu is None or extra_mask:
-                out.append(fits.ImageHDU(result.mask.astype(np.uint8), name="CRMASK", ver=_ver(chip)))
-            if extra_probability and result.probability is not None:
-                out.append(fits.ImageHDU(result.probability.astype(np.float32), name="CRPROB", ver=_ver(chip)))
-        header = out[0].header
-        for key, (value, comment) in provenance.fits_cards(cr_bit, total).items():
-            header[key] = (value, comment)
-        header.add_history(provenance.history(cr_bit, total))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # fixable header quirks of old files
-            out.writeto(tmp, output_verify="silentfix", checksum=True)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return dst
-
-
-def _ver(chip: ChipInfo) -> int:
-    digits = "".join(ch for ch in chip.name if ch.isdigit())
-    return int(digits) if digits else 1

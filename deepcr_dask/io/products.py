@@ -1,0 +1,162 @@
+"""What a FITS file is, from its headers: a single calibrated image to clean, or a product to leave alone.
+
+Cleaned (``kind == "image"``): ACS/WFC and ACS/HRC, WFC3/UVIS and STIS CCD imaging FLT/FLC files, WFPC2
+``c0f``/``c0m`` files (their data quality from the matching ``c1f``/``c1m``), and single-image frames of
+other telescopes. Left alone, each recorded as skipped with a one-line reason (not failed), by type:
+
+==================  ==============================================================================
+``raw``             uncalibrated (``_raw``, ``_d0f``; without a known suffix, HST ``BIASCORR``/``FLATCORR``
+                    still ``PERFORM``):
+                    the bias is still in the pixels
+``combined``        drizzled or cosmic-ray rejected products (``_drz``, ``_drc``, ``_crj``, ``_crc``,
+                    ``_sfl``; without a known suffix: ``NCOMBINE`` > 1, drizzle keywords, or HST
+                    ``CRCORR``/``DRIZCORR`` ``COMPLETE``)
+``spectrum``        HST spectroscopy (``OBSTYPE = SPECTROSCOPIC``) and extracted spectra
+``table``           association and support files (``_asn``, ``_spt``, ``_jif``, ``_trl``, ...): no image
+``up-the-ramp``     WFC3/IR and NICMOS: cosmic rays are already rejected up the ramp
+``photon-counting`` STIS MAMA, ACS/SBC, COS: no charge spreads, nothing for a CCD model to find
+``dq``              a WFPC2 ``c1f``/``c1m`` data-quality file: used as its ``c0f``'s DQ, never cleaned
+==================  ==============================================================================
+
+Headers decide the instrument, detector, observation type and file type; the pipeline's suffix then names
+the product (its processing switches can read ``COMPLETE`` on single exposures once later steps ran), and
+for a file without a known suffix the processing keywords decide. Any type but ``dq`` can be
+cleaned anyway (``process_archive(clean_anyway=("raw",))``, ``--clean-anyway raw``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["PRODUCT_TYPES", "Product", "classify", "wfpc2_dq_companion"]
+
+PRODUCT_TYPES = ("raw", "combined", "spectrum", "table", "up-the-ramp", "photon-counting", "dq")
+
+_SUFFIX_TYPES = {
+    "raw": "raw", "d0f": "raw", "d0m": "raw", "q0f": "raw", "q0m": "raw",
+    "drz": "combined", "drc": "combined", "crj": "combined", "crc": "combined", "sfl": "combined",
+    "c2f": "combined", "c3f": "combined", "c3m": "combined",
+    "x1d": "spectrum", "x2d": "spectrum", "sx1": "spectrum", "sx2": "spectrum", "x1f": "spectrum",
+    "asn": "table", "spt": "table", "shf": "table", "jif": "table", "jit": "table", "trl": "table", "log": "table",
+    "wsp": "table", "cmh": "table", "cmi": "table", "cmj": "table",
+    "c1f": "dq", "c1m": "dq",
+}
+_CALIBRATED = {"flt", "flc", "c0f", "c0m", "fl", "cal"}  # single calibrated exposures
+_PHOTON_COUNTING = {("STIS", "FUV-MAMA"), ("STIS", "NUV-MAMA"), ("ACS", "SBC")}
+_PHOTON_COUNTING_INSTRUMENTS = {"COS", "FOC", "GHRS", "HRS", "FOS", "HSP"}
+_REASONS = {
+    "raw": "uncalibrated: the bias is still in the pixels; clean its calibrated product (flt/flc/c0f) instead",
+    "combined": "already combined or cosmic-ray rejected",
+    "spectrum": "a spectrum, not an image",
+    "table": "a table or support file: no image to clean",
+    "up-the-ramp": "up-the-ramp data: cosmic rays are already rejected",
+    "photon-counting": "a photon-counting detector: no cosmic-ray charge to find",
+    "dq": "a WFPC2 data-quality file: used as its science file's DQ, never cleaned itself",
+}
+
+
+@dataclass(frozen=True)
+class Product:
+    """What :func:`classify` decided for one file."""
+
+    path: str
+    kind: str  # "image", or one of PRODUCT_TYPES (the first that applies)
+    reason: str  # why, in a few words
+    also: tuple[str, ...] = ()  # further types that apply (a raw spectrum is both)
+    instrument: str = ""
+    detector: str = ""
+    dq_companion: str | None = None  # the WFPC2 c1f/c1m holding this c0f/c0m's data quality
+
+    @property
+    def clean(self) -> bool:
+        return self.kind == "image"
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return () if self.clean else (self.kind, *self.also)
+
+    def cleanable(self, anyway=()) -> bool:
+        """Clean it: an image, or every type it is was asked for anyway (never a DQ file)."""
+        return self.clean or ("dq" not in self.kinds and set(self.kinds) <= set(anyway))
+
+    def skip_message(self) -> str:
+        return f"{self.path}: {self.instrument + ('/' + self.detector if self.detector else '') or 'file'} " \
+               f"{self.kind}: {self.reason}"
+
+
+def suffix_of(path: str | os.PathLike) -> str:
+    """``j8xi01abq_flc.fits`` -> ``flc``; ``u40x010hm_c0f.fits`` -> ``c0f``; ``a8280271.fits`` -> ``''``."""
+    name = Path(path).name.lower()
+    name = re.sub(r"\.(fits|fit|fts)(\.gz)?$", "", name)
+    return name.rpartition("_")[2] if "_" in name else ""
+
+
+def wfpc2_dq_companion(path: str | os.PathLike) -> str | None:
+    """The ``c1f``/``c1m`` beside a WFPC2 ``c0f``/``c0m`` (same folder, same case), if it exists."""
+    path = Path(path)
+    for science, quality in (("c0f", "c1f"), ("c0m", "c1m"), ("C0F", "C1F"), ("C0M", "C1M")):
+        marker = f"_{science}."
+        if marker in path.name:
+            candidate = path.with_name(path.name.replace(marker, f"_{quality}."))
+            if candidate.is_file():
+                return str(candidate)
+    return None
+
+
+def _text(header, key: str) -> str:
+    return str(header.get(key, "") or "").strip().upper()
+
+
+def classify(path: str | os.PathLike, hdul) -> Product:
+    """Decide what an open FITS file is (headers only; no pixel data is read).
+
+    Parameters
+    ----------
+    path : path-like
+    hdul : astropy.io.fits.HDUList
+    """
+    path = str(path)
+    primary = hdul[0].header
+    telescope, instrument = _text(primary, "TELESCOP"), _text(primary, "INSTRUME")
+    detector = _text(primary, "DETECTOR")
+    if isinstance(primary.get("DETECTOR"), int):  # WFPC2 numbers its chips
+        detector = ""
+    suffix = suffix_of(path)
+    hst = telescope == "HST"
+
+    def product(kind: str, reason: str | None = None) -> Product:
+        companion = wfpc2_dq_companion(path) if instrument == "WFPC2" and kind == "image" else None
+        return Product(path, kind, reason or _REASONS.get(kind, "a single calibrated image"), instrument=instrument,
+                       detector=detector, dq_companion=companion)
+
+    filetype = _text(primary, "FILETYPE")
+    if filetype in ("SDQ", "DQ") or _SUFFIX_TYPES.get(suffix) == "dq":
+        return product("dq")
+    if filetype in ("ASN_TABLE", "SPT", "SUP") or not any(h.is_image and h.header.get("NAXIS", 0) >= 2 for h in hdul):
+        return product("table")
+    if (instrument, detector) == ("WFC3", "IR") or instrument == "NICMOS":
+        return product("up-the-ramp", f"{instrument}/{detector or '?'} is up-the-ramp data: cosmic rays are "
+                                      "already rejected")
+    if (instrument, detector) in _PHOTON_COUNTING or (hst and instrument in _PHOTON_COUNTING_INSTRUMENTS):
+        return product("photon-counting")
+    if hst and _text(primary, "OBSTYPE") == "SPECTROSCOPIC":
+        switches = (_text(primary, "BIASCORR"), _text(primary, "FLATCORR"))
+        raw = _SUFFIX_TYPES.get(suffix) == "raw" or "PERFORM" in switches
+        return replace(product("spectrum"), also=("raw",) if raw else ())
+    if suffix in _SUFFIX_TYPES:  # the pipeline's own suffixes say what a product is
+        kind = _SUFFIX_TYPES[suffix]
+        return product(kind, f"{_REASONS[kind]} (a _{suffix} file)")
+    if suffix in _CALIBRATED:
+        return product("image")
+    # No known suffix (a renamed file): the headers' processing record decides.
+    ncombine = [h.header.get("NCOMBINE") for h in hdul[:2]]
+    if any(isinstance(n, (int, float)) and n > 1 for n in ncombine):
+        return product("combined", f"a combination of {int(max(n for n in ncombine if n))} exposures (NCOMBINE)")
+    if "D001DATA" in primary or (hst and "COMPLETE" in (_text(primary, "CRCORR"), _text(primary, "DRIZCORR"))):
+        return product("combined", "already combined or cosmic-ray rejected (its processing keywords say so)")
+    if hst and "PERFORM" in (_text(primary, "BIASCORR"), _text(primary, "FLATCORR")):
+        return product("raw", f"{_REASONS['raw']} (BIASCORR/FLATCORR = PERFORM)")
+    return product("image")
