@@ -41,7 +41,7 @@ from .rays import (
     inject_cosmic_rays,
 )
 from .real import REAL_FIELDS, RealFrame, crop_to_multiple, real_frames
-from .samples import Sample, simulate, training_pair_from_real
+from .samples import Sample, simulate, simulate_group, training_pair_from_real
 from .scenes import Scene, simulate_scene
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "local_noise",
     "real_frames",
     "simulate",
+    "simulate_group",
     "simulate_scene",
     "source_pixels",
     "training_pair_from_real",

@@ -13,9 +13,9 @@ from .catalogue import FootprintCatalogue
 from .instruments import Instrument, SeedLike, get_instrument
 from .own_rays import find_own_cosmic_rays, local_noise
 from .rays import TRUTH_SIGMA, RayFootprint, inject_cosmic_rays
-from .scenes import simulate_scene
+from .scenes import expose, simulate_scene
 
-__all__ = ["Sample", "simulate", "training_pair_from_real"]
+__all__ = ["Sample", "simulate", "simulate_group", "training_pair_from_real"]
 
 
 # ------------------------------------------------------------------------------------- training samples
@@ -91,6 +91,54 @@ def simulate(
     )
     return Sample(inj.image, inj.truth, scene.ignore, scene.image, scene.noise_sigma, inj.charge,
                   inj.footprints, scene.instrument, float(exptime))
+
+
+def simulate_group(
+    shape: tuple[int, int] = (256, 256),
+    instrument: str | Instrument = "ACS-WFC",
+    exptime: float = 500.0,
+    seed: SeedLike = 0,
+    field: Literal["sparse", "globular", "galaxy"] = "sparse",
+    n_exposures: int = 2,
+    *,
+    rate_scale: float = 1.0,
+    catalogue: FootprintCatalogue | str | os.PathLike | None = "auto",
+) -> list[Sample]:
+    """Repeat exposures of one simulated scene (a CR-SPLIT): the same sky, fresh noise and fresh cosmic rays.
+
+    Parameters
+    ----------
+    shape, instrument, exptime, field
+        As :func:`simulate_scene`; ``exptime`` is each exposure's.
+    seed : int, SeedSequence or Generator
+    n_exposures : int
+    rate_scale, catalogue
+        As :func:`inject_cosmic_rays`.
+
+    Returns
+    -------
+    list of Sample
+        Named ``e0``, ``e1``, ...
+    """
+    scene_seed, *exposure_seeds = _seeds(seed, 1 + n_exposures)
+    scene = simulate_scene(shape, instrument, exptime, scene_seed, field=field)
+    saturated = scene.noiseless >= scene.instrument.saturation
+    samples = []
+    for k, exposure_seed in enumerate(exposure_seeds):
+        noise_seed, ray_seed = _split_seed(exposure_seed)
+        image = expose(scene.noiseless.astype(np.float64), saturated, scene.instrument,
+                       np.random.default_rng(noise_seed)).astype(np.float32)
+        inj = inject_cosmic_rays(image, scene.noise_sigma, scene.instrument, exptime, ray_seed, rate_scale=rate_scale,
+                                 catalogue=catalogue)
+        samples.append(Sample(inj.image, inj.truth, scene.ignore, image, scene.noise_sigma, inj.charge,
+                              inj.footprints, scene.instrument, float(exptime), f"e{k}", field))
+    return samples
+
+
+def _seeds(seed: SeedLike, n: int) -> list:
+    if isinstance(seed, np.random.Generator):
+        return list(seed.spawn(n))
+    return list((seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)).spawn(n))
 
 
 def _split_seed(seed: SeedLike) -> tuple:

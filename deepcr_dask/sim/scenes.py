@@ -18,7 +18,7 @@ from scipy import ndimage
 from .instruments import Instrument, SeedLike, get_instrument
 from .rays import _add_stamp
 
-__all__ = ["Scene", "simulate_scene"]
+__all__ = ["Scene", "expose", "simulate_scene"]
 
 
 # ---------------------------------------------------------------------------------------------- scenes
@@ -295,11 +295,7 @@ def simulate_scene(
     add, response, bad = _defects((h, w), inst, exptime, rng)
     expected = (background + np.clip(astro, 0, None)) * response + add
     noiseless, saturated = _saturate(expected, inst.saturation)
-    image = rng.poisson(np.clip(noiseless, 0, None)).astype(np.float64)
-    image += rng.normal(0.0, inst.read_noise, (h, w))
-    image = np.round(image / inst.gain) * inst.gain  # digitisation
-    image[saturated] = inst.saturation
-    image = np.minimum(image, inst.saturation)
+    image = expose(noiseless, saturated, inst, rng)
     sigma = np.sqrt(np.clip(noiseless, 0, None) + inst.read_noise**2 + inst.gain**2 / 12)
     sigma[saturated] = inst.read_noise
     ignore = bad | ndimage.binary_dilation(saturated, np.ones((3, 3), bool))
@@ -317,6 +313,17 @@ def simulate_scene(
         n_stars=n_st,
         n_galaxies=n_ga + (field == "galaxy"),
     )
+
+
+def expose(noiseless: np.ndarray, saturated: np.ndarray, instrument: Instrument,
+           rng: np.random.Generator) -> np.ndarray:
+    """One exposure of a noiseless scene (electrons): Poisson and read noise, the gain's digitisation, the
+    saturation level (float64)."""
+    image = rng.poisson(np.clip(noiseless, 0, None)).astype(np.float64)
+    image += rng.normal(0.0, instrument.read_noise, noiseless.shape)
+    image = np.round(image / instrument.gain) * instrument.gain  # digitisation
+    image[saturated] = instrument.saturation
+    return np.minimum(image, instrument.saturation)
 
 
 def _convolve(grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
