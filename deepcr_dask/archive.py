@@ -1,34 +1,43 @@
-"""Archive runs: discover FITS files, skip those already done, clean the rest on a Dask cluster.
+"""Archive runs: discover FITS files, skip those already done, group repeat exposures, clean the rest on a cluster.
 
-Each file is one task, :func:`process_file`, which runs :func:`deepcr_dask.pipeline.clean_file` on the
-worker: it reads the file's chips, cleans them with the worker's resident Cleaner (a chip too large for
-one task as a dask array spread over the cluster) and writes the cleaned FITS and Zarr groups itself, so
-pixels never travel through the driver. The driver keeps a bounded number of files in flight and
-records each result in the SQLite manifest as it lands.
+The driver lists the inputs (:mod:`deepcr_dask.layout`), drops files the manifest records as complete for
+the same input, options, package version and weights, reads the others' headers (what each file is, its
+pointing), groups repeat exposures (:mod:`deepcr_dask.groups`) and submits one task per file or group:
+:func:`process_file` / :func:`process_group` run :mod:`deepcr_dask.pipeline` on the worker, which reads
+the pixels, cleans them with the worker's resident Cleaner and writes the cleaned FITS and Zarr groups
+itself, so pixels never travel through the driver. A bounded number of tasks is in flight; each result
+is recorded in the SQLite manifest as it lands. A task whose worker dies (and is rescheduled by the
+scheduler until it gives up) is recorded as failed with the reason; the run goes on.
+
+Exit codes (:attr:`ArchiveSummary.exit_code`): 0 every file done or skipped by design, 1 some failed,
+3 suspect chips under ``strict`` (2 is the command line's, for bad usage).
 """
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
+from ._version import __version__
 from .errors import InputError
+from .gates import run_outliers
+from .groups import Group, group_exposures
 from .io import zarr as zarr_io
-from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, SkipFile
+from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ExposureInfo, SkipFile
+from .layout import MANIFEST_NAME, Layout, discover
 from .manifest import Manifest
-from .pipeline import DASK_CHIP_PIXELS, CleanOptions, clean_file, exposure_name
+from .pipeline import DASK_CHIP_PIXELS, CleanOptions, clean_file, clean_group, open_for_cleaning
 
-__all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file"]
+__all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file", "process_group"]
 
 ArchiveOptions = CleanOptions  # the per-file settings an archive task carries
-
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
-MANIFEST_NAME = "manifest.sqlite"
 
 
 @dataclass
@@ -39,23 +48,29 @@ class ArchiveSummary:
     already_done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    suspect: dict[str, list[str]] = field(default_factory=dict)  # path -> "CHIP: reason" lines
+    outliers: dict[str, str] = field(default_factory=dict)  # "path CHIP" -> reason (the run's own distribution)
     cr_pixels: int = 0
     pixels: int = 0
     seconds: float = 0.0
     output_dir: str = ""
     zarr_path: str | None = None
+    strict: bool = False
 
     @property
     def exit_code(self) -> int:
-        """0 when no file failed, 1 otherwise (for scripts and SLURM)."""
-        return 1 if self.failed else 0
+        """0 all done, 1 some failed, 3 suspect chips under ``strict`` (for scripts and SLURM)."""
+        if self.failed:
+            return 1
+        return 3 if self.strict and self.suspect else 0
 
     def table(self) -> str:
         lines = [
             "| outcome | files |",
             "|---|---|",
             f"| cleaned now | {len(self.done)} |",
-            f"| already complete (skipped) | {len(self.already_done)} |",
+            f"| with suspect chips (flagged, not inpainted) | {len(self.suspect)} |",
+            f"| already complete | {len(self.already_done)} |",
             f"| not cleaned by design | {len(self.skipped)} |",
             f"| failed | {len(self.failed)} |",
         ]
@@ -64,51 +79,68 @@ class ArchiveSummary:
                      f"{self.seconds:.1f} s wall")
         for path, reason in sorted(self.failed.items()):
             lines.append(f"FAILED  {reason}" if reason.startswith(path) else f"FAILED  {path}: {reason}")
+        for path, reasons in sorted(self.suspect.items()):
+            lines += [f"SUSPECT {path} {reason}" for reason in reasons]
+        for key, reason in sorted(self.outliers.items()):
+            lines.append(f"OUTLIER {key}: {reason}")
         for path, reason in sorted(self.skipped.items()):
             lines.append(f"SKIPPED {reason}" if reason.startswith(path) else f"SKIPPED {path}: {reason}")
         return "\n".join(lines)
 
 
-def discover(inputs: Iterable[str | os.PathLike], exclude: Sequence[str | os.PathLike] = ()) -> list[Path]:
-    """FITS files named by ``inputs``: files, folders (searched recursively) and glob patterns."""
-    excluded = [Path(e).resolve() for e in exclude]
-    found: set[Path] = set()
-    for item in inputs:
-        item = str(item)
-        matches = [Path(m) for m in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
-        for match in matches:
-            if match.is_dir():
-                found.update(p for p in match.rglob("*") if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES))
-            elif match.is_file():
-                found.add(match)
-            else:
-                raise InputError(f"{item}: no such file or folder")
-    resolved = sorted(p.resolve() for p in found)
-    return [p for p in resolved if not any(p.is_relative_to(e) for e in excluded) and not p.name.startswith(".")]
+def _base(path: str, options: CleanOptions) -> dict:
+    stat = os.stat(path)
+    return {"path": path, "size": stat.st_size, "mtime": stat.st_mtime, "options": options.key(),
+            "version": __version__}
 
 
-def output_fits_path(path: Path, output_dir: Path) -> Path:
-    return output_dir / f"{exposure_name(path)}_crclean.fits"
+def _failure(path: str, exc: BaseException, options: CleanOptions, start: float, status: str = "failed") -> dict:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if status == "failed" and not isinstance(exc, InputError):
+        message = f"{path}: {type(exc).__name__}: {message}"
+    try:
+        base = _base(path, options)
+    except OSError:
+        base = {"path": path, "options": options.key(), "version": __version__}
+    return {**base, "chip": "", "status": status, "error": message, "seconds": time.perf_counter() - start}
 
 
-def process_file(path: str, output_dir: str, zarr_path: str | None, options: CleanOptions) -> list[dict]:
+def scan_file(path: str, options: CleanOptions) -> tuple[ExposureInfo | None, dict | None]:
+    """A file's header information to group it with, or the manifest row that says why it is not cleaned."""
+    start = time.perf_counter()
+    try:
+        return open_for_cleaning(path, options), None
+    except SkipFile as exc:
+        return None, _failure(path, exc, options, start, "skipped")
+    except Exception as exc:  # one bad file must never stop an archive run
+        return None, _failure(path, exc, options, start)
+
+
+def process_file(path: str, layout: Layout, zarr_path: str | None, options: CleanOptions) -> list[dict]:
     """Clean one file (runs on a worker); returns one manifest row per chip, or one for the file.
 
     Never raises for a bad input: the reason goes into the row, so one bad file cannot stop a run.
     """
     start = time.perf_counter()
-    stat = os.stat(path)
-    base = {"path": path, "size": stat.st_size, "mtime": stat.st_mtime, "options": options.key()}
     try:
-        result = clean_file(path, options, output=output_fits_path(Path(path), Path(output_dir)), zarr_path=zarr_path)
-        return result.rows(base)
+        result = clean_file(path, options, output=layout.fits_output(path), zarr_path=zarr_path,
+                            zarr_name=layout.zarr_name(path))
+        return result.rows(_base(path, options))
     except SkipFile as exc:
-        return [{**base, "chip": "", "status": "skipped", "error": str(exc), "seconds": time.perf_counter() - start}]
-    except InputError as exc:
-        return [{**base, "chip": "", "status": "failed", "error": str(exc), "seconds": time.perf_counter() - start}]
+        return [_failure(path, exc, options, start, "skipped")]
     except Exception as exc:  # one bad file must never stop an archive run
-        message = f"{path}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        return [{**base, "chip": "", "status": "failed", "error": message, "seconds": time.perf_counter() - start}]
+        return [_failure(path, exc, options, start)]
+
+
+def process_group(group: Group, layout: Layout, zarr_path: str | None, options: CleanOptions) -> list[dict]:
+    """Clean repeat exposures together (runs on a worker); the rows of every file of the group."""
+    start = time.perf_counter()
+    try:
+        results = clean_group(group, options, outputs={p: layout.fits_output(p) for p in group.paths},
+                              zarr_path=zarr_path, zarr_names={p: layout.zarr_name(p) for p in group.paths})
+        return [row for result in results for row in result.rows(_base(result.path, options))]
+    except Exception as exc:  # the group's files fail together, with the reason; the run goes on
+        return [_failure(path, exc, options, start) for path in group.paths]
 
 
 def _connect(cluster):
@@ -127,13 +159,24 @@ def _connect(cluster):
 
 def _outputs_exist(rows: list[dict], zarr_path: str | None, options: CleanOptions) -> bool:
     for row in rows:
-        if row["status"] != "done":
+        if row["status"] not in ("done", "suspect"):
             continue
         if options.write_fits and not (row["fits_output"] and Path(row["fits_output"]).is_file()):
             return False
         if zarr_path and not (row["zarr_group"] and zarr_io.is_complete(zarr_path, row["zarr_group"])):
             return False
     return True
+
+
+@lru_cache(maxsize=64)
+def _weight_hash(model: str | None) -> str | None:
+    """The hash a model's weights have now (a rerun redoes files cleaned with other weights)."""
+    from .zoo import file_hash, get_spec, weights_path
+
+    try:
+        return file_hash(weights_path(get_spec(str(model), "mask")))
+    except Exception:  # a model gone from this installation: nothing to compare, so redo
+        return None
 
 
 def process_archive(
@@ -157,6 +200,12 @@ def process_archive(
     device: str = "auto",
     kernels: str = "reference",
     dask_chip_pixels: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    clean_anyway: Sequence[str] = (),
+    inpaint_suspect: bool = False,
+    strict: bool = False,
+    use_groups: bool = True,
 ) -> ArchiveSummary:
     """Clean every FITS file under ``inputs`` and record the results.
 
@@ -165,7 +214,8 @@ def process_archive(
     inputs : path, folder, glob, or a list of them
         Folders are searched recursively for ``*.fits`` (``.fit``, ``.fts``, ``.fits.gz``).
     output_dir : path
-        Cleaned FITS copies (``<name>_crclean.fits``) and ``manifest.sqlite`` go here.
+        Cleaned FITS copies mirroring the input tree (``<folder>/<name>_crclean.fits``) and
+        ``manifest.sqlite`` go here; it may be the input folder itself, inside it, or above it.
     zarr_path : path, optional
         Zarr v3 store for masks and cleaned images (one group per exposure and chip).
     cluster : str, ClusterHandle, distributed.Client or None
@@ -178,14 +228,24 @@ def process_archive(
     overwrite : bool
         Clean files again even if the manifest says they are complete.
     max_in_flight : int, optional
-        Files submitted at once (default: twice the cluster's threads).
+        Tasks submitted at once (default: twice the cluster's threads).
     report : path, optional
         Write a Dask performance report (HTML) of the run.
     device, kernels
         Passed to each worker's :class:`deepcr_dask.Cleaner`.
     dask_chip_pixels : int, optional
-        Chips with more pixels (default 64 Mpix) are cleaned as dask arrays spread over the cluster
-        (:func:`deepcr_dask.engine.clean_dask`) instead of in one task; the results are the same.
+        Chips with more pixels (default 64 Mpix) are cleaned as dask arrays spread over the cluster.
+    include, exclude : sequences of glob patterns
+        Which files (relative paths or names) to take and to leave out.
+    clean_anyway : sequence of str
+        Product types (:data:`deepcr_dask.io.products.PRODUCT_TYPES`) to clean although they are not
+        single calibrated images, e.g. ``("raw",)``.
+    inpaint_suspect : bool
+        Inpaint chips the quality gates call suspect (by default they are flagged only).
+    strict : bool
+        Exit code 3 when any chip is suspect.
+    use_groups : bool
+        Fuse repeat exposures of one pointing (default); False cleans every file on its own.
 
     Returns
     -------
@@ -196,85 +256,131 @@ def process_archive(
     output.mkdir(parents=True, exist_ok=True)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    files = discover(inputs, exclude=[output] + ([zarr_path] if zarr_path else []))
-    options = CleanOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
-                           crmask_extension, probability, device, kernels, dask_chip_pixels or DASK_CHIP_PIXELS)
     zarr_path = str(Path(zarr_path).resolve()) if zarr_path else None
+    files, root = discover(inputs, zarr_path=zarr_path, include=include, exclude=exclude)
+    layout = Layout(root, output)
+    options = CleanOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
+                           crmask_extension, probability, device, kernels, dask_chip_pixels or DASK_CHIP_PIXELS,
+                           clean_anyway=tuple(clean_anyway), inpaint_suspect=inpaint_suspect, use_groups=use_groups)
     if zarr_path:
         zarr_io.clear_temporary(zarr_path)
-    for stale in output.glob(".*.tmp"):
+    for stale in output.rglob(".*.tmp"):
         stale.unlink(missing_ok=True)
     manifest = Manifest(output / MANIFEST_NAME)
-    summary = ArchiveSummary(output_dir=str(output), zarr_path=zarr_path)
+    summary = ArchiveSummary(output_dir=str(output), zarr_path=zarr_path, strict=strict)
     todo = []
     for path in files:
         stat = path.stat()
-        rows = None if overwrite else manifest.completed(str(path), stat.st_size, stat.st_mtime, options.key())
+        rows = None if overwrite else manifest.completed(str(path), stat.st_size, stat.st_mtime, options.key(),
+                                                         version=__version__, weight_hash=_weight_hash)
         if rows is not None and _outputs_exist(rows, zarr_path, options):
             summary.already_done.append(str(path))
         else:
             todo.append(str(path))
     try:
         if todo:
-            _run(todo, output, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report)
+            _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report)
     finally:
+        this_run = set(map(str, files))
+        fractions = {}
         for row in manifest.rows():
-            if row["status"] == "done":
+            if row["path"] in this_run and row["status"] in ("done", "suspect"):
                 summary.cr_pixels += row["cr_pixels"] or 0
                 summary.pixels += row["pixels"] or 0
+                fractions[(row["path"], row["chip"])] = (row["instrument"] or "", row["cr_fraction"] or 0.0)
+        summary.outliers = {f"{path} {chip}": reason for (path, chip), reason in run_outliers(fractions).items()}
         manifest.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _run(todo, output, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report) -> None:
-    import contextlib
+def _scan(todo: list[str], options: CleanOptions) -> tuple[list[ExposureInfo], list[dict]]:
+    """Headers of the files to clean, read in threads (I/O); rows for those not cleaned."""
+    infos, rows = [], []
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(todo)))) as pool:
+        for info, row in pool.map(lambda p: scan_file(p, options), todo):
+            if info is not None:
+                infos.append(info)
+            else:
+                rows.append(row)
+    return infos, rows
 
+
+def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report) -> None:
     from distributed import as_completed, performance_report
     from tqdm.auto import tqdm
 
     from .engine import TorchThreadsPlugin, ensure_plugin
 
+    infos, unclean = _scan(todo, options)
+    for row in unclean:
+        manifest.record([row])
+        _tally([row], summary)
+    groups = group_exposures(infos) if options.use_groups else [Group([i.path]) for i in infos]
+    if not groups:
+        return
     client, owned = _connect(cluster)
     try:
         ensure_plugin(TorchThreadsPlugin(), client)  # torch on each worker's own threads, not the nanny's one
-        print(f"deepcr-dask: {len(todo)} file(s) to clean; dashboard: {client.dashboard_link}", file=sys.stderr)
+        print(f"deepcr-dask: {len(infos)} file(s) to clean in {len(groups)} task(s); dashboard: "
+              f"{client.dashboard_link}", file=sys.stderr)
         threads = sum(client.nthreads().values()) or 1
         limit = max_in_flight or 2 * threads
+        gpu = any("GPU" in (w.get("resources") or {}) for w in client.scheduler_info()["workers"].values())
         report_ctx = performance_report(filename=str(report)) if report else contextlib.nullcontext()
-        with report_ctx, tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
-            pending = iter(todo)
-            futures = as_completed()
-            for path in pending:
-                futures.add(_submit(client, path, output, zarr_path, options))
+        with report_ctx, tqdm(total=len(infos), unit="file", disable=not progress, dynamic_ncols=True,
+                              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+            pending = iter(groups)
+            futures = as_completed(with_results=False)
+            submitted = {}
+
+            def submit(group: Group) -> None:
+                fn, what = (process_file, group.paths[0]) if len(group.paths) == 1 and not group.within_file \
+                    else (process_group, group)
+                # Model tasks ask for the GPU where workers have one; discovery and scanning never do.
+                future = client.submit(fn, what, layout, zarr_path, options, pure=False,
+                                       resources={"GPU": 1} if gpu else None,
+                                       key=f"deepcr-{Path(group.paths[0]).name}-{time.time_ns():x}")
+                submitted[future.key] = group
+                futures.add(future)
+
+            for group in pending:
+                submit(group)
                 if futures.count() >= limit:
                     break
             for future in futures:
-                rows = future.result()
+                group = submitted.pop(future.key)
+                try:
+                    rows = future.result()
+                except Exception as exc:  # the worker died (KilledWorker) or the task was lost: record, go on
+                    reason = f"its worker died while cleaning it ({type(exc).__name__}: {exc})"
+                    rows = [{**_failure(p, exc, options, time.perf_counter()), "error": f"{p}: {reason}",
+                             "seconds": None} for p in group.paths]
                 manifest.record(rows)
                 _tally(rows, summary)
-                bar.update(1)
-                bar.set_postfix(failed=len(summary.failed), refresh=False)
-                next_path = next(pending, None)
-                if next_path is not None:
-                    futures.add(_submit(client, next_path, output, zarr_path, options))
+                bar.update(len(group.paths))
+                bar.set_postfix(failed=len(summary.failed), suspect=len(summary.suspect), refresh=False)
+                next_group = next(pending, None)
+                if next_group is not None:
+                    submit(next_group)
     finally:
         if owned is not None:
             owned.close()
 
 
-def _submit(client, path, output, zarr_path, options):
-    # retries: a worker that dies mid-file is replaced and the file is redone (outputs are atomic).
-    return client.submit(process_file, path, str(output), zarr_path, options, pure=False, retries=2,
-                         key=f"deepcr-file-{abs(hash((path, time.time_ns()))):x}")
-
-
 def _tally(rows: list[dict], summary: ArchiveSummary) -> None:
-    path = rows[0]["path"]
-    statuses = {row["status"] for row in rows}
-    if "failed" in statuses:
-        summary.failed[path] = next(row["error"] for row in rows if row["status"] == "failed")
-    elif statuses == {"skipped"}:
-        summary.skipped[path] = rows[0]["error"]
-    else:
-        summary.done.append(path)
+    by_path: dict[str, list[dict]] = {}
+    for row in rows:
+        by_path.setdefault(row["path"], []).append(row)
+    for path, file_rows in by_path.items():
+        statuses = {row["status"] for row in file_rows}
+        if "failed" in statuses:
+            summary.failed[path] = next(row["error"] for row in file_rows if row["status"] == "failed")
+        elif statuses == {"skipped"}:
+            summary.skipped[path] = file_rows[0]["error"]
+        else:
+            summary.done.append(path)
+            reasons = [f"{row['chip']}: {row['error']}" for row in file_rows if row["status"] == "suspect"]
+            if reasons:
+                summary.suspect[path] = reasons
+

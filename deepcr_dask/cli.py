@@ -36,13 +36,16 @@ def _clean(args: argparse.Namespace) -> int:
 
     options = CleanOptions(model=args.model, inpaint=args.inpaint, threshold=args.threshold, dq_bit=args.dq_bit,
                            gain=args.gain, crmask_extension=args.crmask, probability=args.crprob, device=args.device,
-                           kernels=args.kernels)
+                           kernels=args.kernels, clean_anyway=tuple(args.clean_anyway),
+                           inpaint_suspect=args.inpaint_suspect)
     result = clean_file(args.input, options, output=args.output)
     for chip in result.chips:
         print(f"{chip.chip.name}: {int(chip.mask.sum())} cosmic-ray pixels ({chip.mask.mean():.4%})")
+        for reason in chip.suspect:
+            print(f"  SUSPECT: {reason}; flagged, not inpainted" if not chip.inpainted else f"  SUSPECT: {reason}")
     print(f"wrote {result.fits_output} (model {result.provenance.model}, threshold {result.provenance.threshold:g}, "
           f"{result.seconds:.1f} s)")
-    return 0
+    return 3 if args.strict and result.suspect else 0
 
 
 def _archive(args: argparse.Namespace) -> int:
@@ -50,10 +53,13 @@ def _archive(args: argparse.Namespace) -> int:
 
     cluster = args.cluster
     handle = None
-    if cluster == "local" and args.workers:
+    if cluster == "local" and (args.workers or args.threads_per_worker):
         from .cluster import make_cluster
 
-        handle = make_cluster("local", n_workers=args.workers)
+        local = {"threads_per_worker": args.threads_per_worker or 1}
+        if args.workers:
+            local["n_workers"] = args.workers
+        handle = make_cluster("local", **local)
         cluster = handle
     elif cluster == "slurm" and (args.jobqueue_config or args.workers):
         from .cluster import make_cluster
@@ -69,7 +75,9 @@ def _archive(args: argparse.Namespace) -> int:
             threshold=args.threshold, dq_bit=args.dq_bit, gain=args.gain, write_fits=not args.no_fits,
             crmask_extension=args.crmask, probability=args.crprob, overwrite=args.overwrite,
             progress=not args.no_progress, report=args.report, device=args.device,
-            kernels=args.kernels, dask_chip_pixels=args.dask_chip_pixels,
+            kernels=args.kernels, dask_chip_pixels=args.dask_chip_pixels, include=args.include or (),
+            exclude=args.exclude or (), clean_anyway=tuple(args.clean_anyway), inpaint_suspect=args.inpaint_suspect,
+            strict=args.strict, use_groups=not args.no_groups,
         )
     finally:
         if handle is not None:
@@ -101,15 +109,39 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="mask model name or weight path (default: chosen from INSTRUME/DETECTOR)")
     p.add_argument("--inpaint", help="inpaint model (default: local median of good pixels)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    p.add_argument("--dq-bit", type=int, default=8192, help="DQ bit set on cosmic-ray pixels (default 8192)")
+    p.add_argument("--dq-bit", type=_dq_bit, default=8192, help="DQ bit set on cosmic-ray pixels (default 8192)")
     p.add_argument("--gain", type=float, help="e-/DN, overriding the header's units and gain keywords")
     p.add_argument("--crmask", action="store_true", help="add a CRMASK extension for every chip")
     p.add_argument("--crprob", action="store_true", help="add CRPROB extensions (and Zarr probability arrays)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--clean-anyway", type=_product_types, default=(), metavar="TYPE[,TYPE]",
+                   help="clean these product types although they are not single calibrated images: "
+                        "raw, combined, spectrum, up-the-ramp, photon-counting")
+    p.add_argument("--inpaint-suspect", action="store_true",
+                   help="inpaint chips the quality gates call suspect (default: flag them only)")
+    p.add_argument("--strict", action="store_true", help="exit code 3 when any chip is suspect")
     p.add_argument("--kernels", choices=["reference", "fast"], default="reference",
                    help="reference (default): deepCR's own arithmetic, within 1e-5 of deepCR; fast: BatchNorm "
                         "folded and channels-last convolutions, ~1.1-1.5x faster on CPUs, up to ~2.1e-5 from "
                         "deepCR")
+
+
+def _dq_bit(text: str) -> int:
+    value = int(text)
+    if value <= 0 or value & (value - 1) or value > 1 << 30:
+        raise argparse.ArgumentTypeError(f"{text} is not a single DQ bit (a power of two, 1 to 2**30)")
+    return value
+
+
+def _product_types(text: str) -> tuple[str, ...]:
+    from .io.products import PRODUCT_TYPES
+
+    types = tuple(t.strip() for t in text.split(",") if t.strip())
+    wrong = [t for t in types if t not in PRODUCT_TYPES or t == "dq"]
+    if wrong:
+        raise argparse.ArgumentTypeError(f"unknown product type(s) {', '.join(wrong)}; "
+                                         f"known: {', '.join(t for t in PRODUCT_TYPES if t != 'dq')}")
+    return types
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fits", action="store_true", help="write no cleaned FITS files")
     p.add_argument("--report", help="write a Dask performance report (HTML)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads-per-worker", type=int, help="threads (and torch threads) per local worker (default 1)")
+    p.add_argument("--include", action="append", metavar="GLOB",
+                   help="only files whose path (relative to the inputs' root) or name matches; repeatable")
+    p.add_argument("--exclude", action="append", metavar="GLOB", help="leave out matching files; repeatable")
+    p.add_argument("--no-groups", action="store_true",
+                   help="clean every exposure on its own, without fusing repeat exposures of one pointing")
     p.add_argument("--dask-chip-pixels", type=int,
                    help="chips with more pixels are cleaned as dask arrays over the whole cluster "
                         "(default 64 Mpix, larger than any HST chip)")
@@ -157,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 some files failed, 2 usage or input error)."""
+    """Entry point; returns the exit code (0 ok, 1 some files failed, 2 usage or input error, 3 suspect chips
+    under ``--strict``)."""
     from .errors import DeepCRDaskError
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -11,16 +11,20 @@ __all__ = ["COLUMNS", "Manifest"]
 
 COLUMNS = (
     "path", "chip", "status", "seconds", "cr_fraction", "cr_pixels", "pixels", "model", "weight_hash", "threshold",
-    "options", "size", "mtime", "error", "fits_output", "zarr_group", "finished",
+    "options", "size", "mtime", "error", "fits_output", "zarr_group", "finished", "version", "instrument", "notes",
+    "group_name",
 )
+STATUSES = ("done", "suspect", "skipped", "failed")  # suspect: flagged, not inpainted, reasons in `error`
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chips (
     path TEXT NOT NULL, chip TEXT NOT NULL, status TEXT NOT NULL, seconds REAL, cr_fraction REAL,
     cr_pixels INTEGER, pixels INTEGER, model TEXT, weight_hash TEXT, threshold REAL, options TEXT,
     size INTEGER, mtime REAL, error TEXT, fits_output TEXT, zarr_group TEXT, finished TEXT,
+    version TEXT, instrument TEXT, notes TEXT, group_name TEXT,
     PRIMARY KEY (path, chip)
 )
 """
+_ADDED = {"version": "TEXT", "instrument": "TEXT", "notes": "TEXT", "group_name": "TEXT"}  # since the first layout
 
 
 @dataclass
@@ -36,6 +40,10 @@ class Manifest:
         self._db = sqlite3.connect(self.path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(chips)")}
+        for column, kind in _ADDED.items():  # a manifest from an earlier version gains the new columns
+            if column not in present:
+                self._db.execute(f"ALTER TABLE chips ADD COLUMN {column} {kind}")
         self._db.commit()
 
     def record(self, rows: list[dict]) -> None:
@@ -54,15 +62,20 @@ class Manifest:
         query = f"SELECT {', '.join(COLUMNS)} FROM chips" + (" WHERE path = ?" if path else "") + " ORDER BY path, chip"
         return [dict(zip(COLUMNS, r)) for r in self._db.execute(query, (path,) if path else ())]
 
-    def completed(self, path: str, size: int, mtime: float, options: str) -> list[dict] | None:
-        """The rows of ``path`` if its last run finished for this exact input and these options."""
+    def completed(self, path: str, size: int, mtime: float, options: str, *, version: str,
+                  weight_hash=None) -> list[dict] | None:
+        """The rows of ``path`` if its last run finished for this exact input, these options, this package
+        version and, for cleaned chips, the weights their model has now (``weight_hash(model) -> hash``)."""
         rows = self.rows(path)
         if not rows:
             return None
         for row in rows:
-            if row["status"] not in ("done", "skipped") or row["size"] != size or row["options"] != options:
+            if row["status"] not in ("done", "suspect", "skipped") or row["size"] != size or row["options"] != options:
                 return None
-            if row["mtime"] is None or abs(row["mtime"] - mtime) > 1e-6:
+            if row["mtime"] is None or abs(row["mtime"] - mtime) > 1e-6 or row["version"] != version:
+                return None
+            stale = weight_hash is not None and row["weight_hash"] != weight_hash(row["model"])
+            if row["status"] != "skipped" and stale:
                 return None
         return rows
 

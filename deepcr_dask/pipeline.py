@@ -1,12 +1,15 @@
-"""The one way a file is cleaned: :func:`clean_file`, called by the CLI's ``clean``, by each archive task
-and by the notebook.
+"""The one way files are cleaned: :func:`clean_file` for one exposure, :func:`clean_group` for repeat exposures
+of one pointing; called by the CLI's ``clean``, by each archive task and by the notebook.
 
-A file's chips are read in electrons with their ignore masks (:mod:`deepcr_dask.io.fits`); a chip up to
+A file's product type decides whether it is cleaned at all (:mod:`deepcr_dask.io.products`); its chips are
+read in electrons with their ignore masks (:mod:`deepcr_dask.io.fits`); a chip up to
 ``CleanOptions.dask_chip_pixels`` is cleaned in one piece by the process's resident Cleaner, a larger one as
 a dask array (:class:`~deepcr_dask.io.fits.LazyChip` through :func:`deepcr_dask.engine.clean_dask`), on the
-cluster when called from a worker task and on local threads otherwise; both give the same result. The
-provenance is built once (:class:`~deepcr_dask.provenance.Provenance`) and written to the cleaned FITS copy
-and the Zarr groups.
+cluster when called from a worker task and on local threads otherwise; both give the same result. Repeat
+exposures fuse their evidence with the network's probability (:mod:`deepcr_dask.groups`). Each chip then
+passes the quality gates (:mod:`deepcr_dask.gates`): a suspect chip is flagged but left as it was, unless
+``inpaint_suspect``. The provenance is built once (:class:`~deepcr_dask.provenance.Provenance`) and written
+to the cleaned FITS copy and the Zarr groups.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 
 from .cleaner import get_cleaner
 from .errors import InputError
+from .gates import Gate, check_chip
+from .groups import Group, fuse
 from .io import zarr as zarr_io
 from .io.fits import (
     DEFAULT_CR_BIT,
@@ -29,14 +34,17 @@ from .io.fits import (
     ChipResult,
     ExposureInfo,
     LazyChip,
+    SkipFile,
+    check_dq_bit,
     inspect_file,
     read_chip,
-    write_cleaned,
+    read_err,
 )
+from .io.writer import write_cleaned
 from .provenance import Provenance
 from .zoo import get_spec
 
-__all__ = ["CleanOptions", "FileResult", "clean_file", "exposure_name"]
+__all__ = ["CleanOptions", "FileResult", "clean_file", "clean_group", "exposure_name", "open_for_cleaning"]
 
 DASK_CHIP_PIXELS = 64 * 1024 * 1024  # larger chips go through clean_dask (no HST chip is this large)
 DASK_CHUNK = 2048
@@ -59,6 +67,9 @@ class CleanOptions:
     kernels: str = "reference"  # part of the key: the two kernel sets round differently
     dask_chip_pixels: int = DASK_CHIP_PIXELS  # chips larger than this are cleaned as dask arrays
     dask_chunk: int = DASK_CHUNK
+    clean_anyway: tuple[str, ...] = ()  # product types to clean although they are not single images
+    inpaint_suspect: bool = False  # inpaint chips the quality gates call suspect
+    use_groups: bool = True  # fuse repeat exposures of one pointing
 
     def key(self) -> str:
         """What must match for a previous result to count as done (not where or how it was computed)."""
@@ -68,7 +79,7 @@ class CleanOptions:
 
 @dataclass
 class FileResult:
-    """What :func:`clean_file` did to one file."""
+    """What :func:`clean_file` or :func:`clean_group` did to one file."""
 
     path: str
     info: ExposureInfo
@@ -77,17 +88,25 @@ class FileResult:
     fits_output: str | None = None
     zarr_groups: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    group: str = ""  # the repeat-exposure group it was cleaned with, and how
+
+    @property
+    def suspect(self) -> bool:
+        return any(chip.suspect for chip in self.chips)
 
     def rows(self, base: dict) -> list[dict]:
         """One manifest row per chip, extending ``base`` (path, size, mtime, options)."""
         rows = []
         for result in self.chips:
             n_cr = int(result.mask.sum())
-            rows.append({**base, "chip": result.chip.name, "status": "done", "seconds": self.seconds / len(self.chips),
-                         "cr_fraction": n_cr / result.mask.size, "cr_pixels": n_cr, "pixels": int(result.mask.size),
-                         "model": self.provenance.model, "weight_hash": self.provenance.weight_hash,
-                         "threshold": self.provenance.threshold, "error": None, "fits_output": self.fits_output,
-                         "zarr_group": self.zarr_groups.get(result.chip.name)})
+            rows.append({**base, "chip": result.chip.name, "status": "suspect" if result.suspect else "done",
+                         "seconds": self.seconds / len(self.chips), "cr_fraction": n_cr / result.mask.size,
+                         "cr_pixels": n_cr, "pixels": int(result.mask.size), "model": self.provenance.model,
+                         "weight_hash": self.provenance.weight_hash, "threshold": self.provenance.threshold,
+                         "version": self.provenance.version, "error": "; ".join(result.suspect) or None,
+                         "fits_output": self.fits_output, "zarr_group": self.zarr_groups.get(result.chip.name),
+                         "instrument": self.info.instrument, "notes": "; ".join(self.info.notes) or None,
+                         "group_name": self.group or None})
         return rows
 
 
@@ -100,12 +119,32 @@ def exposure_name(path: str | os.PathLike) -> str:
     return Path(path).stem
 
 
+def open_for_cleaning(path: str | os.PathLike, options: CleanOptions) -> ExposureInfo:
+    """Inspect a file and refuse, before any work, what should not or cannot be cleaned.
+
+    Raises
+    ------
+    SkipFile
+        A product that is not a single image (unless its types are in ``options.clean_anyway``).
+    InputError
+        A damaged file, or a DQ array that cannot hold ``options.dq_bit``.
+    """
+    info = inspect_file(path, gain=options.gain, model=options.model)
+    if not info.product.cleanable(options.clean_anyway):
+        raise SkipFile(info.product.skip_message())
+    if not info.chips:
+        raise InputError(f"{path}: no 2-D science image found")
+    check_dq_bit(info, options.dq_bit)
+    return info
+
+
 def clean_file(
     path: str | os.PathLike,
     options: CleanOptions = CleanOptions(),
     *,
     output: str | os.PathLike | None = None,
     zarr_path: str | os.PathLike | None = None,
+    zarr_name: str | None = None,
 ) -> FileResult:
     """Clean every chip of one FITS file and write the results.
 
@@ -117,7 +156,7 @@ def clean_file(
     output : path-like, optional
         The cleaned FITS copy to write (atomically); none when ``options.write_fits`` is False.
     zarr_path : path-like, optional
-        A Zarr store to write each chip's group into.
+        A Zarr store to write each chip's group into, under ``zarr_name`` (default: the file's name).
 
     Returns
     -------
@@ -125,47 +164,174 @@ def clean_file(
 
     Raises
     ------
-    InputError
-        An unreadable file, a chip without finite pixels.
     SkipFile
-        A valid file that should not be cleaned (e.g. WFC3/IR).
+        A product that is not a single calibrated image (see :func:`open_for_cleaning`).
+    InputError
+        An unreadable file, a chip without finite pixels, a DQ bit that does not fit.
     """
     start = time.perf_counter()
-    path = str(path)
-    info = inspect_file(path, gain=options.gain, model=options.model)
-    threshold = get_spec(info.model, "mask").threshold if options.threshold is None else options.threshold
-    cleaner = get_cleaner(info.model, options.inpaint, options.device, kernels=options.kernels)
-    provenance = Provenance.of(cleaner, info.model, threshold, options.inpaint)
-    chips = [_clean_chip(path, chip, cleaner, info.model, threshold, options) for chip in info.chips]
-    result = FileResult(path, info, chips, provenance)
-    if zarr_path:
-        for chip in chips:
-            arrays = {"mask": chip.mask.astype(np.uint8), "cleaned": chip.cleaned}
-            if options.probability:
-                arrays["probability"] = chip.probability
-            attrs = {**provenance.as_dict(), "source": path, "chip": chip.chip.name, "units": "electrons",
-                     "input_units": info.units, "electrons_per_input_unit": chip.chip.factor,
-                     "unit_notes": list(info.notes), "instrument": info.instrument, "detector": info.detector,
-                     "dq_bit": options.dq_bit}
-            result.zarr_groups[chip.chip.name] = zarr_io.write_chip_group(zarr_path, exposure_name(path),
-                                                                          chip.chip.name, arrays, attrs)
-    if options.write_fits and output is not None:
-        result.fits_output = str(write_cleaned(path, output, chips, cr_bit=options.dq_bit, provenance=provenance,
-                                               extra_mask=options.crmask_extension,
-                                               extra_probability=options.probability))
+    info = open_for_cleaning(path, options)
+    cleaner, provenance = _cleaner(info, options)
+    chips = []
+    for chip in info.chips:
+        electrons, ignore, out = _clean_chip(info.path, chip, cleaner, provenance.threshold, options)
+        chips.append(_gated(info, chip, electrons, ignore, out, options))
+    result = FileResult(info.path, info, chips, provenance)
+    _write(result, options, output, zarr_path, zarr_name)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _clean_chip(path: str, chip: ChipInfo, cleaner, model: str, threshold: float, options: CleanOptions) -> ChipResult:
-    if chip.shape[0] * chip.shape[1] > options.dask_chip_pixels:
-        out = _clean_large_chip(path, chip, model, threshold, options)
+def clean_group(
+    group: Group,
+    options: CleanOptions = CleanOptions(),
+    *,
+    outputs: dict[str, str | os.PathLike | None] | None = None,
+    zarr_path: str | os.PathLike | None = None,
+    zarr_names: dict[str, str] | None = None,
+) -> list[FileResult]:
+    """Clean repeat exposures of one pointing together (:mod:`deepcr_dask.groups`), writing each file's results.
+
+    Parameters
+    ----------
+    group : Group
+        Its files (or one file's imsets), with their pointing offsets.
+    options : CleanOptions
+    outputs, zarr_names : dict, optional
+        Per file path: the cleaned FITS copy to write, the name of its Zarr group.
+    zarr_path : path-like, optional
+
+    Returns
+    -------
+    list of FileResult
+        In the order of ``group.paths``.
+    """
+    start = time.perf_counter()
+    infos = [open_for_cleaning(path, options) for path in group.paths]
+    cleaner, provenance = _cleaner(infos[0], options)
+    if group.within_file:  # one file: its imsets are the exposures
+        stacks = [[(infos[0], chip) for chip in infos[0].chips]]
     else:
-        electrons, ignore = read_chip(path, chip, ignore_bits=options.ignore_bits)
+        stacks = [[(info, info.chips[c]) for info in infos] for c in range(len(infos[0].chips))]
+    results: dict[str, list[ChipResult]] = {info.path: [] for info in infos}
+    for stack in stacks:
+        for (info, _), chip_result in zip(stack, _clean_stack(stack, group, cleaner, provenance.threshold, options)):
+            results[info.path].append(chip_result)
+    files = []
+    seconds = (time.perf_counter() - start) / len(infos)
+    for info in infos:
+        result = FileResult(info.path, info, results[info.path], provenance, group=f"{group.key}: {group.note}")
+        _write(result, options, (outputs or {}).get(info.path), zarr_path, (zarr_names or {}).get(info.path))
+        result.seconds = seconds
+        files.append(result)
+    return files
+
+
+def _cleaner(info: ExposureInfo, options: CleanOptions):
+    threshold = get_spec(info.model, "mask").threshold if options.threshold is None else options.threshold
+    cleaner = get_cleaner(info.model, options.inpaint, options.device, kernels=options.kernels)
+    return cleaner, Provenance.of(cleaner, info.model, threshold, options.inpaint)
+
+
+def _clean_chip(path: str, chip: ChipInfo, cleaner, threshold: float, options: CleanOptions):
+    """``(electrons, ignore, {"mask", "cleaned", "probability"})`` of one chip, single-frame."""
+    if chip.shape[0] * chip.shape[1] > options.dask_chip_pixels:
+        out = _clean_large_chip(path, chip, cleaner.mask_model.spec.name, threshold, options)
+        electrons, ignore = read_chip(path, chip, ignore_bits=options.ignore_bits)  # for the gates
+        return electrons, ignore | ~np.isfinite(electrons), out
+    electrons, ignore = read_chip(path, chip, ignore_bits=options.ignore_bits)
+    if not np.isfinite(electrons).any():
+        raise InputError(f"{path}: {chip.name}: no finite pixels (all NaN or inf)")
+    return electrons, ignore | ~np.isfinite(electrons), cleaner.run(electrons, threshold=threshold, ignore=ignore)
+
+
+def _clean_stack(stack: list[tuple[ExposureInfo, ChipInfo]], group: Group, cleaner, threshold: float,
+                 options: CleanOptions) -> list[ChipResult]:
+    """One chip seen by several exposures: network probabilities, fused with the exposures' evidence."""
+    read = []
+    for info, chip in stack:
+        electrons, ignore = read_chip(info.path, chip, ignore_bits=options.ignore_bits)
         if not np.isfinite(electrons).any():
-            raise InputError(f"{path}: {chip.name}: no finite pixels (all NaN or inf)")
-        out = cleaner.run(electrons, threshold=threshold, ignore=ignore)
-    return ChipResult(chip, out["mask"], out["cleaned"], out["probability"])
+            raise InputError(f"{info.path}: {chip.name}: no finite pixels (all NaN or inf)")
+        ignore = ignore | ~np.isfinite(electrons)
+        err = read_err(info.path, chip)
+        noise = err if err is not None else np.sqrt(np.clip(np.nan_to_num(electrons), 0, None)
+                                                     + (chip.read_noise or 5.0) ** 2)
+        exptime = chip.exptime or info.exptime or 1.0
+        read.append((electrons, ignore, noise / exptime, exptime))
+    probabilities = [cleaner.probability(e, ignore=ign) for e, ign, _, _ in read]
+    rates = [np.nan_to_num(e) / t for e, _, _, t in read]
+    ignores = [ign for _, ign, _, _ in read]
+    sigmas = [s for _, _, s, _ in read]
+    rates, sigmas, ignores = _aligned(stack, group, rates, sigmas, ignores)
+    fused, _ = fuse(rates, sigmas, probabilities, ignores)
+    results = []
+    for (info, chip), (electrons, ignore, _, _), p in zip(stack, read, fused):
+        mask = (p > threshold) & ~ignore
+        out = {"mask": mask, "probability": p, "cleaned": cleaner.inpaint(electrons, mask, ignore=ignore)}
+        results.append(_gated(info, chip, electrons, ignore, out, options))
+    return results
+
+
+def _aligned(stack, group: Group, rates, sigmas, ignores):
+    """Per exposure k, the others' arrays on k's pixel grid: as they are when the pointings agree to the
+    tolerance, else resampled through the chips' WCS (``reproject``)."""
+    from .groups import ALIGNED_PX
+
+    offsets = [group.offsets.get(info.path, (0.0, 0.0)) for info, _ in stack]
+    if group.within_file or max(np.hypot(*o) for o in offsets) <= ALIGNED_PX:
+        return rates, sigmas, ignores
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from reproject import reproject_interp
+
+    wcs = []
+    for info, chip in stack:
+        with fits.open(info.path) as hdul:
+            wcs.append(WCS(hdul[chip.hdu].header, hdul))
+    target = wcs[0]
+    shape = rates[0].shape
+    moved_rates, moved_sigmas, moved_ignores = [rates[0]], [sigmas[0]], [ignores[0]]
+    for r, s, ign, w in zip(rates[1:], sigmas[1:], ignores[1:], wcs[1:]):
+        rr, footprint = reproject_interp((np.where(ign, np.nan, r), w), target, shape_out=shape)
+        ss, _ = reproject_interp((s, w), target, shape_out=shape)
+        moved_rates.append(np.nan_to_num(rr))
+        moved_sigmas.append(np.nan_to_num(ss, nan=np.inf))
+        moved_ignores.append(~np.isfinite(rr) | (footprint < 1))
+    return moved_rates, moved_sigmas, moved_ignores
+
+
+def _gated(info: ExposureInfo, chip: ChipInfo, electrons, ignore, out: dict, options: CleanOptions) -> ChipResult:
+    """The chip's result after the quality gates: a suspect chip keeps its pixels unless asked."""
+    from .sim import INSTRUMENTS
+
+    space = info.telescope == "HST"
+    pixel_um = next((i.pixel_um for n, i in INSTRUMENTS.items() if n.upper().startswith(info.instrument)), 15.0)
+    gate: Gate = check_chip(out["mask"], np.nan_to_num(electrons), ignore, exptime=chip.exptime or info.exptime,
+                            space=space, pixel_um=pixel_um)
+    inpainted = not gate.suspect or options.inpaint_suspect
+    cleaned = out["cleaned"] if inpainted else np.asarray(electrons, np.float32)
+    return ChipResult(chip, out["mask"], cleaned, out["probability"], inpainted, gate.reasons)
+
+
+def _write(result: FileResult, options: CleanOptions, output, zarr_path, zarr_name) -> None:
+    info, provenance = result.info, result.provenance
+    if zarr_path:
+        for chip in result.chips:
+            arrays = {"mask": chip.mask.astype(np.uint8), "cleaned": chip.cleaned}
+            if options.probability:
+                arrays["probability"] = np.asarray(chip.probability, np.float32)
+            attrs = {**provenance.as_dict(), "source": info.path, "chip": chip.chip.name, "units": "electrons",
+                     "input_units": info.units, "electrons_per_input_unit": chip.chip.factor,
+                     "unit_notes": list(info.notes), "instrument": info.instrument, "detector": info.detector,
+                     "dq_bit": options.dq_bit, "suspect": list(chip.suspect), "inpainted": chip.inpainted,
+                     "group": result.group}
+            result.zarr_groups[chip.chip.name] = zarr_io.write_chip_group(
+                zarr_path, zarr_name or exposure_name(info.path), chip.chip.name, arrays, attrs)
+    if options.write_fits and output is not None:
+        result.fits_output = str(write_cleaned(info.path, output, result.chips, cr_bit=options.dq_bit,
+                                               provenance=provenance, extra_mask=options.crmask_extension,
+                                               extra_probability=options.probability, notes=info.notes))
 
 
 def _clean_large_chip(path: str, chip: ChipInfo, model: str, threshold: float, options: CleanOptions) -> dict:
@@ -189,3 +355,4 @@ def _clean_large_chip(path: str, chip: ChipInfo, model: str, threshold: float, o
     if not np.isfinite(cleaned).any():
         raise InputError(f"{path}: {chip.name}: no finite pixels (all NaN or inf)")
     return {"mask": mask, "cleaned": cleaned, "probability": probability}
+

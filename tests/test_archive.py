@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -51,7 +52,7 @@ def _sha(path: Path) -> str:
 
 @pytest.fixture
 def archive(tmp_path):
-    """Good FLC-like files, the real WFPC2 and STIS frames, and the bad files of the issue."""
+    """Good FLC-like files, the real WFPC2 frame, the STIS raw spectrum (skipped) and the bad files."""
     root = tmp_path / "archive"
     good = [_flc(root / "visit1" / f"jgood{i}q_flc.fits", seed=i) for i in range(3)]
     for name in ("wfpc2_u5780205r_c0f.fits", "stis_o4sp040b0_raw.fits"):
@@ -59,6 +60,7 @@ def archive(tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(real_file(name), target)
         good.append(target)
+    good.pop()  # a raw STIS spectrum is not cleaned
     bad = {}
     data = good[0].read_bytes()
     (root / "bad").mkdir()
@@ -75,17 +77,19 @@ def archive(tmp_path):
     return root, good, bad, skipped
 
 
-def _check_outputs(summary, good, zarr_path):
+def _check_outputs(summary, good, zarr_path, root):
     cleaner_cache = {}
     for path in good:
         info = inspect_file(path)
-        out = Path(summary.output_dir) / f"{path.name.removesuffix('.fits')}_crclean.fits"
+        relative = path.relative_to(root)
+        out = Path(summary.output_dir) / relative.parent / f"{path.name.removesuffix('.fits')}_crclean.fits"
         assert out.is_file(), out
         with fits.open(out, checksum=True) as hdul:
             assert hdul[0].header["CRBIT"] == BIT and hdul[0].header["CRMODEL"] == info.model
             assert any("deepcr-dask" in str(h) for h in hdul[0].header["HISTORY"])
             for chip in info.chips:
-                group = zarr_io.read_chip_group(zarr_path, zarr_io.chip_group_path(path.name[:-5], chip.name))
+                name = f"{relative.parent.as_posix()}/{path.name[:-5]}"
+                group = zarr_io.read_chip_group(zarr_path, zarr_io.chip_group_path(name, chip.name))
                 assert group["attrs"]["complete"] is True
                 electrons, ignore = read_chip(path, chip)
                 key = info.model
@@ -119,18 +123,20 @@ def test_archive_run_outputs_failures_and_rerun(archive, tmp_path, client):
     assert "no finite pixels" in summary.failed[str(bad["nan"].resolve())]
     assert "not a readable FITS" in summary.failed[str(bad["text"].resolve())]
     assert "up-the-ramp" in summary.skipped[str(skipped.resolve())]
+    assert "spectrum" in summary.skipped[str((root / "real" / "stis_o4sp040b0_raw.fits").resolve())]
     assert {p: _sha(p) for p in inputs} == before  # inputs untouched
-    _check_outputs(summary, good, store)
+    _check_outputs(summary, good, store, root)
     rows = sqlite3.connect(out / "manifest.sqlite").execute("SELECT status, count(*) FROM chips GROUP BY status")
-    assert dict(rows.fetchall()) == {"done": 3 * 2 + 4 + 2, "failed": 3, "skipped": 1}
+    assert dict(rows.fetchall()) == {"done": 3 * 2 + 4, "failed": 3, "skipped": 2}
 
     # Rerun: nothing is recomputed and outputs stay byte-identical.
-    outputs = {p: _sha(p) for p in out.glob("*_crclean.fits")}
+    outputs = {p: _sha(p) for p in out.rglob("*_crclean.fits")}
     again = dcr.process_archive(root, out, zarr_path=store, cluster=client, progress=False)
     assert again.done == []
-    assert sorted(again.already_done) == sorted([str(p.resolve()) for p in good] + [str(skipped.resolve())])
+    skips = [str(skipped.resolve()), str((root / "real" / "stis_o4sp040b0_raw.fits").resolve())]
+    assert sorted(again.already_done) == sorted([str(p.resolve()) for p in good] + skips)
     assert set(again.failed) == set(summary.failed)  # bad files are tried again, and fail again
-    assert {p: _sha(p) for p in out.glob("*_crclean.fits")} == outputs
+    assert {p: _sha(p) for p in out.rglob("*_crclean.fits")} == outputs
 
 
 def test_cli_archive_killed_then_resumed(tmp_path):
@@ -165,7 +171,8 @@ def test_cli_archive_killed_then_resumed(tmp_path):
 
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "already complete (skipped) |" in rerun.stdout
+    complete = re.search(r"\| already complete \| (\d+) \|", rerun.stdout)
+    assert complete and int(complete.group(1)) >= 3
     outputs = sorted(out.glob("*.fits"))
     assert [p.name for p in outputs] == sorted(f"{f.name[:-5]}_crclean.fits" for f in files)
     assert (not list(out.glob(".*.tmp")) and not (store / ".tmp").exists()) or not any((store / ".tmp").iterdir())
@@ -187,7 +194,7 @@ def test_worker_killed_during_run_still_completes(tmp_path, client):
     victim = None
     deadline = time.time() + 120
     while victim is None and time.time() < deadline and thread.is_alive():
-        busy = [w for w, keys in client.processing().items() if any("deepcr-file" in str(k) for k in keys)]
+        busy = [w for w, keys in client.processing().items() if any("deepcr-" in str(k) for k in keys)]
         if busy:
             victim = busy[0]
         time.sleep(0.05)

@@ -96,10 +96,12 @@ def test_archive_dashboard_notebook_runs_headless(tmp_path, kernel_name, monkeyp
     errors = [out for c in nb.cells for out in c.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors, errors
 
-    # Outputs on disk: one cleaned FITS per input, every chip done in the manifest, a Zarr group per chip.
+    # Outputs on disk: one cleaned FITS per input (mirroring the input tree), every chip done in the manifest,
+    # a Zarr group per chip.
     out = work / "nb-out"
-    cleaned = sorted((out / "cleaned").glob("*_crclean.fits"))
-    assert [p.name for p in cleaned] == [f"jdemo{i:02d}q_flc_crclean.fits" for i in range(N_FILES)]
+    cleaned = sorted((out / "cleaned").rglob("*_crclean.fits"))
+    assert [p.relative_to(out / "cleaned").as_posix() for p in cleaned] == \
+        [f"acs/jdemo{i:02d}q_flc_crclean.fits" for i in range(N_FILES)]
     with closing(sqlite3.connect(out / "cleaned" / "manifest.sqlite")) as db:
         rows = db.execute("SELECT path, chip, status, cr_pixels, zarr_group FROM chips").fetchall()
     assert len(rows) == 2 * N_FILES

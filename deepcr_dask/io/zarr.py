@@ -35,8 +35,9 @@ def _safe(name: str) -> str:
 
 
 def chip_group_path(exposure: str, chip: str) -> str:
-    """Group path of one chip inside the store, e.g. ``"j8xi01abq_flc/SCI_1"``."""
-    return f"{_safe(exposure)}/{_safe(chip)}"
+    """Group path of one chip inside the store, e.g. ``"visit1/j8xi01abq_flc/SCI_1"`` (``/`` separates the
+    folders an archive run mirrors)."""
+    return "/".join(_safe(part) for part in [*exposure.split("/"), chip] if part)
 
 
 def _require_group(root: Path, path: str) -> None:
