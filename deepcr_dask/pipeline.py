@@ -25,7 +25,7 @@ import numpy as np
 from .cleaner import get_cleaner
 from .errors import InputError
 from .gates import Gate, check_chip
-from .groups import Group, fuse
+from .groups import ALIGNED_PX, Group, fuse
 from .io import zarr as zarr_io
 from .io.fits import (
     DEFAULT_CR_BIT,
@@ -263,8 +263,17 @@ def _clean_stack(stack: list[tuple[ExposureInfo, ChipInfo]], group: Group, clean
     rates = [np.nan_to_num(e) / t for e, _, _, t in read]
     ignores = [ign for _, ign, _, _ in read]
     sigmas = [s for _, _, s, _ in read]
-    rates, sigmas, ignores = _aligned(stack, group, rates, sigmas, ignores)
-    fused, _ = fuse(rates, sigmas, probabilities, ignores)
+    offsets = [group.offsets.get(info.path, (0.0, 0.0)) for info, _ in stack]
+    if group.within_file or max(np.hypot(*o) for o in offsets) <= ALIGNED_PX:
+        fused, _ = fuse(rates, sigmas, probabilities, ignores)
+    else:  # dithered: each exposure against the others resampled onto its own grid
+        wcs = _chip_wcs(stack)
+        fused = []
+        for k in range(len(stack)):
+            moved = [_onto(rates[j], sigmas[j], ignores[j], wcs[j], wcs[k], rates[k].shape) if j != k
+                     else (rates[k], sigmas[k], ignores[k]) for j in range(len(stack))]
+            fused.append(fuse([m[0] for m in moved], [m[1] for m in moved], probabilities,
+                              [m[2] for m in moved])[0][k])
     results = []
     for (info, chip), (electrons, ignore, _, _), p in zip(stack, read, fused):
         mask = (p > threshold) & ~ignore
@@ -273,32 +282,24 @@ def _clean_stack(stack: list[tuple[ExposureInfo, ChipInfo]], group: Group, clean
     return results
 
 
-def _aligned(stack, group: Group, rates, sigmas, ignores):
-    """Per exposure k, the others' arrays on k's pixel grid: as they are when the pointings agree to the
-    tolerance, else resampled through the chips' WCS (``reproject``)."""
-    from .groups import ALIGNED_PX
-
-    offsets = [group.offsets.get(info.path, (0.0, 0.0)) for info, _ in stack]
-    if group.within_file or max(np.hypot(*o) for o in offsets) <= ALIGNED_PX:
-        return rates, sigmas, ignores
+def _chip_wcs(stack):
     from astropy.io import fits
     from astropy.wcs import WCS
-    from reproject import reproject_interp
 
-    wcs = []
+    out = []
     for info, chip in stack:
         with fits.open(info.path) as hdul:
-            wcs.append(WCS(hdul[chip.hdu].header, hdul))
-    target = wcs[0]
-    shape = rates[0].shape
-    moved_rates, moved_sigmas, moved_ignores = [rates[0]], [sigmas[0]], [ignores[0]]
-    for r, s, ign, w in zip(rates[1:], sigmas[1:], ignores[1:], wcs[1:]):
-        rr, footprint = reproject_interp((np.where(ign, np.nan, r), w), target, shape_out=shape)
-        ss, _ = reproject_interp((s, w), target, shape_out=shape)
-        moved_rates.append(np.nan_to_num(rr))
-        moved_sigmas.append(np.nan_to_num(ss, nan=np.inf))
-        moved_ignores.append(~np.isfinite(rr) | (footprint < 1))
-    return moved_rates, moved_sigmas, moved_ignores
+            out.append(WCS(hdul[chip.hdu].header, hdul))
+    return out
+
+
+def _onto(rate, sigma, ignore, source, target, shape):
+    """An exposure's rate, noise and ignored pixels resampled onto another's pixel grid (``reproject``)."""
+    from reproject import reproject_interp
+
+    moved, footprint = reproject_interp((np.where(ignore, np.nan, rate), source), target, shape_out=shape)
+    noise, _ = reproject_interp((sigma, source), target, shape_out=shape)
+    return np.nan_to_num(moved), np.nan_to_num(noise, nan=np.inf), ~np.isfinite(moved) | (footprint < 1)
 
 
 def _gated(info: ExposureInfo, chip: ChipInfo, electrons, ignore, out: dict, options: CleanOptions) -> ChipResult:

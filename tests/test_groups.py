@@ -123,3 +123,28 @@ def test_clean_group_writes_each_imset_with_the_fused_mask(tmp_path):
         assert (chip.mask & ~truth).sum() <= (single & ~truth).sum()  # fewer false flags than either alone
     with fits.open(tmp_path / "out.fits") as hdul:
         assert ((hdul["DQ", 2].data & 8192) != 0).sum() == result.chips[1].mask.sum()
+
+
+def test_a_dithered_pair_is_aligned_through_the_wcs(tmp_path):
+    """Two exposures 3 px apart: reproject puts each on the other's grid; the fused masks find the rays of
+    both and flag fewer other pixels than the network alone."""
+    pytest.importorskip("reproject", reason="aligning dithered exposures needs reproject (the `groups` extra)")
+    group = simulate_group((140, 140), "ACS-WFC", 400.0, seed=13, field="globular", n_exposures=2)
+    paths, samples = [], []
+    for k, (sample, shift) in enumerate(zip(group, (0, 3))):
+        crop = (slice(0, 128), slice(shift, shift + 128))  # the second sees the sky 3 px further along x
+        path = _file(tmp_path / f"j8bt09a{k}q_flt.fits", wcs=_wcs(shift, 0.0), shape=(128, 128))
+        with fits.open(path, mode="update") as hdul:
+            hdul["SCI", 1].data = sample.image[crop]
+        paths.append(path)
+        samples.append((sample.truth[crop], sample.ignore[crop], sample.image[crop]))
+    (grouped,) = group_exposures([inspect_file(p) for p in paths], resample=True)
+    assert grouped.offsets[str(paths[1])] == pytest.approx((3.0, 0.0), abs=1e-6) and "WCS" in grouped.note
+    results = clean_group(grouped, CleanOptions(), outputs={str(p): tmp_path / f"out{k}.fits"
+                                                            for k, p in enumerate(paths)})
+    alone = dcr.Cleaner("ACS-WFC", device="auto")
+    for result, (truth, ignore, image) in zip(results, samples):
+        mask, inner = result.chips[0].mask, (slice(8, -8), slice(8, -8))  # away from the unshared edge
+        real = truth & ~ignore
+        assert (mask & real)[inner].sum() >= 0.8 * real[inner].sum()
+        assert (mask & ~real)[inner].sum() <= (alone.clean(image)[0] & ~real)[inner].sum()
