@@ -12,8 +12,8 @@ Two tests, each against what cosmic rays alone would do:
   flags more than :data:`FRACTION_FACTOR` times the expected fraction, and more than 0.1% of its pixels
   and 500 pixels (small chips and short exposures see a few long rays).
 * **Point-source cores.** A cosmic ray lands on a star's core about as often as on any other pixel. Stars
-  are found as peaks 10 sigma above the sky in a 5x5 median (which removes cosmic rays); a core is the
-  peak grown by 2 px (13 pixels). A chip is suspect when it has at least 20 stars and more of their cores
+  are local maxima whose 5x5 median (which a cosmic ray cannot raise) is 10 sigma above the sky; a core
+  is the peak grown by 2 px (13 pixels). A chip is suspect when it has at least 20 stars and more of their cores
   carry flags than :data:`CORE_FACTOR` times what its expected cosmic-ray fraction would hit, and at least
   20% of them: the network is flagging stars (WFPC2's undersampled cores, crowded fields).
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 __all__ = ["CORE_FACTOR", "FRACTION_FACTOR", "Gate", "check_chip", "expected_fraction", "run_outliers"]
@@ -66,14 +67,26 @@ def expected_fraction(exptime: float | None, *, space: bool, pixel_um: float = 1
 
 
 def star_cores(image: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, int]:
-    """Labelled cores of point sources (peaks 10 sigma above the sky in a 5x5 median) and their number."""
-    valid = image[~ignore & np.isfinite(image)]
+    """Labelled cores of point sources and their number.
+
+    A source peak is a local maximum (5x5) whose 5x5 median, which a cosmic ray cannot raise, stands 10
+    sigma above the sky; the median is taken at the candidate peaks only (the whole frame's would cost
+    a third of the network's time).
+    """
+    usable = ~ignore & np.isfinite(image)
+    valid = image[usable]
     if valid.size < 100:
         return np.zeros(image.shape, np.int32), 0
     sky = float(np.median(valid))
     sigma = 1.4826 * float(np.median(np.abs(valid - sky))) or 1.0
-    smooth = ndimage.median_filter(np.where(ignore | ~np.isfinite(image), sky, image), 5)
-    peaks = (smooth == ndimage.maximum_filter(smooth, 5)) & (smooth > sky + 10 * sigma)
+    filled = np.where(usable, image, sky).astype(np.float32)
+    peaks = (filled == ndimage.maximum_filter(filled, 5)) & (filled > sky + 10 * sigma)
+    ys, xs = np.nonzero(peaks)
+    if ys.size:
+        windows = sliding_window_view(np.pad(filled, 2, mode="edge"), (5, 5))[ys, xs].reshape(ys.size, 25)
+        source = np.median(windows, axis=1) > sky + 10 * sigma
+        peaks = np.zeros(image.shape, bool)
+        peaks[ys[source], xs[source]] = True
     cores = ndimage.binary_dilation(peaks, iterations=CORE_GROW)
     labels, n = ndimage.label(cores)
     return labels, int(n)
