@@ -21,12 +21,12 @@ from itertools import accumulate
 import dask
 import dask.array as da
 import numpy as np
-from dask.graph_manipulation import bind, clone
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from . import cleaner as cleaner_module
 from .cleaner import get_cleaner
 from .errors import InputError
+from .graphs import copy_arrays
 from .preprocess import BACKGROUND_STRIDE, ImageStats, Region
 from .tiling import Geometry, Span
 from .zoo import get_spec
@@ -264,13 +264,13 @@ def clean_dask(
         ignore = ignore.astype(bool)
     sources = [image] if ignore is None else [image, ignore]
 
-    # First pass on copies of the input's graph: read, reduce, release.
-    first = [x.rechunk(merged) for x in clone(*sources)] if len(sources) > 1 else [clone(image).rechunk(merged)]
+    # First pass on a copy of the input's graph: read, reduce, release.
+    token = dask.base.tokenize(*sources, spec.scale, spec.normalize)
+    first = [x.rechunk(merged) for x in copy_arrays(sources, ("statistics", token))]
     first_ignored = ~da.isfinite(first[0]) if ignore is None else (~da.isfinite(first[0]) | first[1])
     stats = _statistics(first[0], first_ignored, spec.scale, spec.normalize == "standardize")
-    # Second pass: the same input, read again once the statistics are known (bound before rechunking:
-    # dask cannot fuse a bound rechunk).
-    work = [x.rechunk(merged) for x in bind(sources, stats)]
+    # Second pass: the input read again, each read waiting for the statistics.
+    work = [x.rechunk(merged) for x in copy_arrays(sources, ("cleaning", token), after=stats)]
     overlapped = [da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False) for x in work]
 
     layers = ("mask", "cleaned", "probability") if return_probability else ("mask", "cleaned")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import dask
 import dask.array as da
 import numpy as np
@@ -173,10 +174,14 @@ def test_one_kernel_call_per_block_gives_every_output():
     assert [o.dtype for o in outputs] == [np.dtype(bool), np.dtype(np.float32), np.dtype(np.float32)]
 
 
-def test_cleaning_pass_reads_its_blocks_after_the_statistics():
+def test_cleaning_pass_reads_its_blocks_after_the_statistics(tmp_path):
     """The statistics come from their own reads of the input; the cleaning pass's reads wait for them, so a
     worker never holds all blocks waiting for the whole-image numbers."""
-    source = da.from_array(synthetic_frame((192, 192), seed=17)[0], chunks=64)
+    import zarr
+
+    store = zarr.open_array(tmp_path / "frame.zarr", mode="w", shape=(192, 192), chunks=(64, 64), dtype="f4")
+    store[:] = synthetic_frame((192, 192), seed=17)[0]
+    source = da.from_zarr(store)
     mask, _ = dcr.clean_dask(source, mask="WFC3-UVIS", device="cpu")
     graph = dict(mask.__dask_graph__())
     stats_keys = {k for k in graph if isinstance(k, str) and k.startswith("_assemble_stats")}
@@ -193,7 +198,62 @@ def test_cleaning_pass_reads_its_blocks_after_the_statistics():
 
     before_stats = ancestors(stats_key)
     needed = set().union(*(ancestors(k) for k in dask.core.flatten(mask.__dask_keys__())))
-    reads = [k for k in needed if isinstance(k, tuple) and str(k[0]).startswith("array")]  # from_array tasks
+    reads = [k for k in needed if isinstance(k, tuple) and re.fullmatch(r"from-zarr-[0-9a-f]{32}", str(k[0]))]
+    first_reads = [k for k in reads if k in before_stats]
     cleaning_reads = [k for k in reads if k not in before_stats]
-    assert len(cleaning_reads) >= source.npartitions
+    assert len(first_reads) == len(cleaning_reads) == source.npartitions
     assert all(stats_key in ancestors(k) for k in cleaning_reads)
+
+def _load_frame(seed):
+    return synthetic_frame((300, 260), seed=seed)[0]
+
+
+@pytest.mark.parametrize("kind", ["from_delayed", "sliced", "rechunked", "stacked", "persisted"])
+def test_any_dask_input_equals_the_cleaner(client, kind):
+    """Inputs whose graphs hold materialised tasks (dask's clone and bind fail on these) clean like arrays."""
+    image = _load_frame(18)
+    lazy = da.from_delayed(dask.delayed(_load_frame, pure=True)(18), image.shape, np.float32)
+    inputs = {
+        "from_delayed": lazy,
+        "sliced": da.from_array(np.pad(image, 10), chunks=100)[10:-10, 10:-10],
+        "rechunked": lazy.rechunk((120, 97)),
+        "stacked": da.stack([lazy, lazy + 1])[0].rechunk(150),
+        "persisted": client.persist(lazy.rechunk(128)),
+    }
+    ref_mask, ref_clean = dcr.Cleaner("ACS-WFC", device="cpu").clean(image)
+    mask, cleaned = dask.compute(*dcr.clean_dask(inputs[kind], device="cpu"))
+    np.testing.assert_array_equal(mask, ref_mask)
+    np.testing.assert_allclose(cleaned, ref_clean, rtol=1e-6, atol=1e-4)
+    assert ref_mask.sum() > 10
+
+
+def test_copied_reads_wait_for_their_trigger():
+    """A graph copy with ``after`` starts reading only once ``after`` ran, whatever the scheduler's order."""
+    import threading
+    import time
+
+    from deepcr_dask.graphs import copy_arrays
+
+    events, lock = [], threading.Lock()
+
+    def read(i):
+        with lock:
+            events.append(("read", i))
+        return np.full((4, 4), i, np.float32)
+
+    def trigger():
+        time.sleep(0.2)
+        with lock:
+            events.append(("after", 0))
+        return 0
+
+    blocks = [da.from_delayed(dask.delayed(read, pure=True)(i), (4, 4), np.float32) for i in range(6)]
+    source = da.concatenate(blocks)[2:].rechunk(5)
+    copy, = copy_arrays([source], "test", after=dask.delayed(trigger, pure=True)())
+    with dask.config.set(scheduler="threads"):  # the closures hold a lock: no process workers
+        result = copy.compute()
+        expected = source.compute()
+    np.testing.assert_array_equal(result, expected)
+    first_read = next(i for i, e in enumerate(events) if e[0] == "read")
+    assert events[0] == ("after", 0) and first_read == 1
+    assert not set(dict(copy.__dask_graph__())) & set(dict(source.__dask_graph__()))
