@@ -64,6 +64,11 @@ CONFIGS: dict[str, tuple[str, int, int, str | None]] = {
     # The plain Cleaner submitted per frame (client.map) to a 1-worker x 2-thread cluster: separates
     # the cost of clean_dask's graph from that of running two tasks at once on a worker.
     "cluster-1x2-cleaner": ("cluster-cleaner", 1, 2, "full"),
+    # process_archive over the frames written as FLC files, against clean_file on each in-process (the
+    # same reading and writing without Dask):
+    "archive-inprocess": ("archive-inprocess", 1, 2, None),
+    "archive-1x2": ("archive", 1, 2, None),
+    "archive-2x1": ("archive", 2, 1, None),
     # Not run by default:
     "cluster-2x1-half": ("cluster", 2, 1, "half"),
     "cluster-1x1-full": ("cluster", 1, 1, "full"),
@@ -311,10 +316,80 @@ def run_cluster(name: str, frames: int, size: int, repeats: int = 1) -> dict:
         handle.close()
 
 
+def _write_archive(folder: Path, frames: int, size: int) -> list[Path]:
+    from deepcr_dask.demo import write_flc
+
+    paths = []
+    for i in range(frames):
+        image = make_frame(i, size)
+        paths.append(write_flc(folder / f"jscal{i:02d}q_flc.fits", [(image, np.sqrt(np.abs(image) + 25),
+                                                                     np.zeros(image.shape, np.int16))],
+                               rootname=f"jscal{i:02d}q"))
+    return paths
+
+
+def run_archive(name: str, frames: int, size: int, repeats: int = 1) -> dict:
+    """``archive-*``: FLC files on disk cleaned by process_archive on a local cluster, or by clean_file in-process."""
+    kind, workers, threads, _ = CONFIGS[name]
+    import deepcr_dask as dcr
+    from deepcr_dask import engine
+    from deepcr_dask.pipeline import CleanOptions, clean_file
+
+    with tempfile.TemporaryDirectory(prefix="deepcr-scaling-") as tmp:
+        t0 = time.perf_counter()
+        paths = _write_archive(Path(tmp) / "in", frames, size)
+        warm = _write_archive(Path(tmp) / "warm", 1, WARMUP_SIZE)
+        generate_s = time.perf_counter() - t0
+        options = CleanOptions(model=MODEL, device="cpu")
+        if kind == "archive-inprocess":
+            _set_torch_threads(threads)
+            t0 = time.perf_counter()
+            clean_file(warm[0], options, output=Path(tmp) / "warm.fits")
+            load_s = warmup_s = time.perf_counter() - t0
+
+            def run():
+                t0 = time.perf_counter()
+                results = [clean_file(p, options, output=Path(tmp) / "out" / p.name) for p in paths]
+                sums = [(int(r.chips[0].mask.sum()), float(r.chips[0].cleaned.sum(dtype=np.float64))) for r in results]
+                return time.perf_counter() - t0, sums, {}
+
+            walls, sums, graph = _timed(run, repeats)
+            return _record(load_s, generate_s, warmup_s, walls, graph, sums, rss_gb=[_maxrss_gb()],
+                           loads=[engine.load_count()])
+        handle = dcr.make_cluster("local", n_workers=workers, threads_per_worker=threads, silence_logs=40)
+        try:
+            handle.wait_for_workers(workers)
+            t0 = time.perf_counter()
+            dcr.process_archive(warm, Path(tmp) / "warm-out", cluster=handle, model=MODEL, device="cpu",
+                                progress=False)
+            handle.client.run(_clean_frame, make_frame(WARMUP_INDEX, WARMUP_SIZE))  # torch warm in every worker
+            load_s = warmup_s = time.perf_counter() - t0
+            counter = iter(range(1000))
+
+            def run():
+                out = Path(tmp) / f"out{next(counter)}"
+                t0 = time.perf_counter()
+                summary = dcr.process_archive(paths, out, cluster=handle, model=MODEL, device="cpu", progress=False)
+                wall = time.perf_counter() - t0
+                assert len(summary.done) == frames, summary.table()
+                from deepcr_dask.manifest import Manifest
+
+                rows = {Path(r["path"]).name: r for r in Manifest(out / "manifest.sqlite").rows()}
+                return wall, [(rows[p.name]["cr_pixels"], float("nan")) for p in paths], {}
+
+            walls, sums, graph = _timed(run, repeats)
+            stats = handle.client.run(_worker_stats)
+            return _record(load_s, generate_s, warmup_s, walls, graph, sums,
+                           rss_gb=[s[0] for s in stats.values()], loads=[s[1] for s in stats.values()],
+                           torch_threads=[s[2] for s in stats.values()], client_rss_gb=_maxrss_gb())
+        finally:
+            handle.close()
+
+
 def child(args: argparse.Namespace) -> None:
     name = args.one
     kind = CONFIGS[name][0]
-    run = run_cluster if kind.startswith("cluster") else run_in_process
+    run = run_cluster if kind.startswith("cluster") else run_archive if kind.startswith("archive") else run_in_process
     result = run(name, args.frames, args.size, args.repeats)
     Path(args.out).write_text(json.dumps(result))
 
@@ -409,18 +484,23 @@ def merge_rounds(configs: list[str], rounds: list[list[dict]]) -> list[dict]:
 def summarise(results: list[dict], frames: int, size: int) -> list[dict]:
     mpix = frames * size * size / 1e6
     base = next((r for r in results if r["name"] == BASELINE and "error" not in r), None)
+    by_name = {r["name"]: r for r in results if "error" not in r}
     rows = []
     for r in results:
         kind, workers, threads, chunk_kind = CONFIGS[r["name"]]
         row = {"name": r["name"], "workers": workers, "threads": threads, "chunk": _chunk(chunk_kind, size),
-               "in_process": not kind.startswith("cluster")}
+               "in_process": kind not in ("cluster", "cluster-cleaner", "archive")}
         if "error" in r:
             rows.append({**row, "error": True})
             continue
         row.update(wall_s=r["wall_s"], mpix_s=mpix / r["wall_s"], rss_gb=max(r["rss_gb"]),
                    overhead=(r["wall_s"] - base["wall_s"]) / base["wall_s"] if base else None,
                    others_cores=r["others_cores"])
-        if base:
+        archive_base = by_name.get("archive-inprocess")
+        if kind == "archive" and archive_base:  # against the same files cleaned in-process (cr pixels only)
+            row["vs_archive_inprocess"] = (r["wall_s"] - archive_base["wall_s"]) / archive_base["wall_s"]
+            row["matches_baseline"] = [a[0] for a in r["sums"]] == [b[0] for b in archive_base["sums"]]
+        elif base:
             row["matches_baseline"] = all(
                 a[0] == b[0] and abs(a[1] - b[1]) <= 1e-6 * abs(b[1]) for a, b in zip(r["sums"], base["sums"]))
         rows.append(row)
@@ -434,7 +514,8 @@ def _table(rows: list[dict]) -> str:
     for row in rows:
         where = "in-process" if row["in_process"] else f"{row['workers']}×{row['threads']}"
         if row["in_process"]:
-            where += f" (torch {row['threads']})" if row["name"].startswith("cleaner") else " (sync, torch 2)"
+            where += f" (torch {row['threads']})" if row["name"].startswith(("cleaner", "archive")) else \
+                " (sync, torch 2)"
         chunks = "-" if row["chunk"] is None else f"{row['chunk']}²"
         if row.get("error"):
             lines.append(f"| {row['name']} | {where} | {chunks} | failed | | | | |")
@@ -443,6 +524,8 @@ def _table(rows: list[dict]) -> str:
         if row["name"] == OVERHEAD_ROW and row["overhead"] is not None:
             overhead = f"**{overhead}**"
         check = "" if row.get("matches_baseline", True) else " (output differs!)"
+        if "vs_archive_inprocess" in row:
+            overhead += f" ({row['vs_archive_inprocess']:+.1%} vs archive-inprocess)"
         lines.append(f"| {row['name']}{check} | {where} | {chunks} | {row['wall_s']:.1f} | {row['mpix_s']:.2f} "
                      f"| {row['rss_gb']:.2f} | {overhead} | {row['others_cores']:.2f} |")
     return "\n".join(lines)
