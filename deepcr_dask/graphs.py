@@ -6,7 +6,8 @@ by the task objects inside them, so the copy of a sliced, rechunked or ``from_de
 it is computed ("Cannot fuse tasks with multiple outputs", dask 2024.12 to at least 2026.8). This module
 copies the whole task graph instead: every task gets a new key and its references follow; persisted
 blocks (futures) are shared, not copied; with ``after``, each task that reads data (one that depends on
-nothing but values in the graph and persisted blocks) starts only once ``after`` is done, so a second pass never holds blocks while waiting for the first.
+nothing but values in the graph and persisted blocks) starts only once ``after`` is done, so a second
+pass never holds blocks while waiting for the first.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import dask
 import dask.array as da
 import numpy as np
