@@ -206,6 +206,7 @@ def process_archive(
     inpaint_suspect: bool = False,
     strict: bool = False,
     use_groups: bool = True,
+    fpr: float | None = None,
 ) -> ArchiveSummary:
     """Clean every FITS file under ``inputs`` and record the results.
 
@@ -223,6 +224,9 @@ def process_archive(
     model, inpaint, threshold
         Mask model (default: by INSTRUME/DETECTOR), inpaint model (default: local median),
         threshold (default: the model's).
+    fpr : float, optional
+        Instead of ``threshold``: a false-positive rate (1e-4, 5e-4, 5e-3) whose threshold each file's
+        mask model records; a model without that record fails the file with the reason.
     dq_bit : int
         DQ bit OR-ed on cosmic-ray pixels (default 8192).
     overwrite : bool
@@ -261,7 +265,8 @@ def process_archive(
     layout = Layout(root, output)
     options = CleanOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
                            crmask_extension, probability, device, kernels, dask_chip_pixels or DASK_CHIP_PIXELS,
-                           clean_anyway=tuple(clean_anyway), inpaint_suspect=inpaint_suspect, use_groups=use_groups)
+                           clean_anyway=tuple(clean_anyway), inpaint_suspect=inpaint_suspect, use_groups=use_groups,
+                           fpr=fpr)
     if zarr_path:
         zarr_io.clear_temporary(zarr_path)
     for stale in output.rglob(".*.tmp"):

@@ -25,6 +25,7 @@ from .errors import InputError
 from .fill import fill_support, median_fill
 from .preprocess import ImageStats, Region, denormalize, given_mask, image_stats, network_input, prepare_image
 from .runner import Runner
+from .thresholds import fpr_thresholds, resolve_threshold
 from .tiling import Geometry, Span, Tile, TilePlan, crop, image_part, image_span
 from .zoo import LoadedModel, load_model
 
@@ -118,7 +119,7 @@ class Cleaner:
         return self._whole(image, ignore, want="probability")["probability"]
 
     def clean(self, image, threshold: float | None = None, inpaint: bool = True,
-              ignore=None) -> tuple[np.ndarray, np.ndarray]:
+              ignore=None, *, fpr: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosmic-ray mask and cleaned image.
 
         Parameters
@@ -132,18 +133,36 @@ class Cleaner:
             if False the image is returned unchanged (as float32).
         ignore : 2-D bool array, optional
             Pixels known bad: never flagged, never used to fill others, returned unchanged.
+        fpr : float, optional
+            Instead of ``threshold``: the false-positive rate (1e-4, 5e-4 or 5e-3) whose threshold the
+            model's metadata records (:meth:`threshold_for`).
 
         Returns
         -------
         mask : bool array
         cleaned : float32 array
         """
-        out = self._whole(image, ignore, want="clean" if inpaint else "mask", threshold=threshold)
+        out = self._whole(image, ignore, want="clean" if inpaint else "mask",
+                          threshold=self.threshold_for(threshold, fpr))
         return out["mask"], out["cleaned"]
 
-    def run(self, image, threshold: float | None = None, ignore=None) -> dict[str, np.ndarray]:
+    def run(self, image, threshold: float | None = None, ignore=None, *,
+            fpr: float | None = None) -> dict[str, np.ndarray]:
         """Mask, cleaned image and probability from one pass: ``{"mask", "cleaned", "probability"}``."""
-        return self._whole(image, ignore, want="clean", threshold=threshold)
+        return self._whole(image, ignore, want="clean", threshold=self.threshold_for(threshold, fpr))
+
+    def threshold_for(self, threshold: float | None = None, fpr: float | None = None) -> float:
+        """The probability threshold for an explicit ``threshold``, a false-positive rate, or neither.
+
+        Raises :class:`~deepcr_dask.errors.ModelError` when the model records no threshold for ``fpr``
+        (see :attr:`fpr_thresholds`) or when both are given.
+        """
+        return resolve_threshold(self.mask_model.spec, threshold, fpr)
+
+    @property
+    def fpr_thresholds(self) -> dict[float, float]:
+        """``{false-positive rate: probability threshold}`` measured on the mask model's validation frames."""
+        return fpr_thresholds(self.mask_model.spec)
 
     def inpaint(self, image, mask, ignore=None) -> np.ndarray:
         """Replace the pixels of ``mask`` (inpaint network, or local median), float32."""

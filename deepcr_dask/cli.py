@@ -6,19 +6,25 @@ import argparse
 import sys
 from pathlib import Path
 
+from .thresholds import FPR_LEVELS
+
 __all__ = ["main"]
 
 
 def _models(args: argparse.Namespace) -> int:
     from .nn import reach, receptive_field
+    from .thresholds import fpr_thresholds
     from .zoo import registered_specs
 
-    rows = [("name", "kind", "instrument", "units", "threshold", "receptive_field", "reach", "source")]
+    rows = [("name", "kind", "instrument", "units", "threshold", "thresholds@fpr(1e-4/5e-4/5e-3)",
+             "receptive_field", "reach", "source")]
     for spec in registered_specs():
         if args.kind and spec.kind != args.kind:
             continue
         net = spec.architecture.build()  # geometry from the architecture: no weights read
-        rows.append((spec.name, spec.kind, spec.instrument or "-", spec.units, f"{spec.threshold:g}",
+        by_fpr = fpr_thresholds(spec)
+        levels = "/".join(f"{by_fpr[f]:.3g}" for f in FPR_LEVELS if f in by_fpr) or "-"
+        rows.append((spec.name, spec.kind, spec.instrument or "-", spec.units, f"{spec.threshold:g}", levels,
                      str(receptive_field(net)), str(reach(net)), spec.source))
     if len(rows) == 1:
         print("no models found (the deepCR zoo needs `pip install deepcr`)", file=sys.stderr)
@@ -37,7 +43,7 @@ def _clean(args: argparse.Namespace) -> int:
     options = CleanOptions(model=args.model, inpaint=args.inpaint, threshold=args.threshold, dq_bit=args.dq_bit,
                            gain=args.gain, crmask_extension=args.crmask, probability=args.crprob, device=args.device,
                            kernels=args.kernels, clean_anyway=tuple(args.clean_anyway),
-                           inpaint_suspect=args.inpaint_suspect)
+                           inpaint_suspect=args.inpaint_suspect, fpr=args.fpr)
     result = clean_file(args.input, options, output=args.output)
     for chip in result.chips:
         print(f"{chip.chip.name}: {int(chip.mask.sum())} cosmic-ray pixels ({chip.mask.mean():.4%})")
@@ -77,7 +83,7 @@ def _archive(args: argparse.Namespace) -> int:
             progress=not args.no_progress, report=args.report, device=args.device,
             kernels=args.kernels, dask_chip_pixels=args.dask_chip_pixels, include=args.include or (),
             exclude=args.exclude or (), clean_anyway=tuple(args.clean_anyway), inpaint_suspect=args.inpaint_suspect,
-            strict=args.strict, use_groups=not args.no_groups,
+            strict=args.strict, use_groups=not args.no_groups, fpr=args.fpr,
         )
     finally:
         if handle is not None:
@@ -108,7 +114,11 @@ def _train(argv: list[str]) -> int:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="mask model name or weight path (default: chosen from INSTRUME/DETECTOR)")
     p.add_argument("--inpaint", help="inpaint model (default: local median of good pixels)")
-    p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    thresholds = p.add_mutually_exclusive_group()
+    thresholds.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    thresholds.add_argument("--fpr", type=float, choices=FPR_LEVELS, metavar="{1e-4,5e-4,5e-3}",
+                            help="instead of --threshold: the threshold the model records for this "
+                                 "false-positive rate on its validation frames")
     p.add_argument("--dq-bit", type=_dq_bit, default=8192, help="DQ bit set on cosmic-ray pixels (default 8192)")
     p.add_argument("--gain", type=float, help="e-/DN, overriding the header's units and gain keywords")
     p.add_argument("--crmask", action="store_true", help="add a CRMASK extension for every chip")

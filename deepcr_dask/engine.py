@@ -28,6 +28,7 @@ from .cleaner import get_cleaner
 from .errors import InputError
 from .graphs import copy_arrays
 from .preprocess import BACKGROUND_STRIDE, ImageStats, Region
+from .thresholds import resolve_threshold
 from .tiling import Geometry, Span
 from .zoo import get_spec
 
@@ -209,6 +210,7 @@ def clean_dask(
     batch_size: int | None = None,
     precision: str = "float32",
     kernels: str = "reference",
+    fpr: float | None = None,
 ):
     """Lazy cosmic-ray mask and cleaned image of a 2-D dask array.
 
@@ -233,6 +235,8 @@ def clean_dask(
         Replace flagged pixels in ``cleaned`` (True), or return the image unchanged.
     device, tile, batch_size, precision, kernels
         Passed to the worker's :class:`deepcr_dask.Cleaner`.
+    fpr : float, optional
+        Instead of ``threshold``: a false-positive rate whose threshold the mask model records.
 
     Returns
     -------
@@ -253,6 +257,7 @@ def clean_dask(
     config = CleanerConfig(mask, inpaint, device, tile, batch_size, precision, kernels)
     margin = Geometry.for_models(mask, inpaint).margin(inpaint=inpaint_pixels)
     spec = get_spec(str(mask), "mask")
+    threshold = resolve_threshold(spec, threshold, fpr)
 
     original_chunks = image.chunks
     merged = tuple(_merge_small_chunks(c, margin) for c in image.chunks)

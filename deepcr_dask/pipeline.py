@@ -42,6 +42,7 @@ from .io.fits import (
 )
 from .io.writer import write_cleaned
 from .provenance import Provenance
+from .thresholds import resolve_threshold
 from .zoo import get_spec
 
 __all__ = ["CleanOptions", "FileResult", "clean_file", "clean_group", "exposure_name", "open_for_cleaning"]
@@ -70,6 +71,7 @@ class CleanOptions:
     clean_anyway: tuple[str, ...] = ()  # product types to clean although they are not single images
     inpaint_suspect: bool = False  # inpaint chips the quality gates call suspect
     use_groups: bool = True  # fuse repeat exposures of one pointing
+    fpr: float | None = None  # instead of threshold: a false-positive rate the model's metadata records
 
     def key(self) -> str:
         """What must match for a previous result to count as done (not where or how it was computed)."""
@@ -228,7 +230,7 @@ def clean_group(
 
 
 def _cleaner(info: ExposureInfo, options: CleanOptions):
-    threshold = get_spec(info.model, "mask").threshold if options.threshold is None else options.threshold
+    threshold = resolve_threshold(get_spec(info.model, "mask"), options.threshold, options.fpr)
     cleaner = get_cleaner(info.model, options.inpaint, options.device, kernels=options.kernels)
     return cleaner, Provenance.of(cleaner, info.model, threshold, options.inpaint)
 
