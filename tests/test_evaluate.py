@@ -265,12 +265,15 @@ def test_benchmark_end_to_end(tmp_path, deepcr_module, capsys):
     if importlib.util.find_spec("deepcr_dask.sim"):
         assert "sparse" in results["fields"]
     for summary in results["fields"].values():
-        assert set(summary["methods"]) == {"cleaner:ACS-WFC", "deepcr:ACS-WFC", "astroscrappy"}
+        peers = {"cosmic-conn:ground_imaging", "cosmic-conn:HST_ACS_WFC"}  # the peers extra (in the test extras)
+        assert set(summary["methods"]) == {"cleaner:ACS-WFC", "deepcr:ACS-WFC", "astroscrappy", *peers}
         for m in summary["methods"].values():
             assert all(0 <= v <= 1 for v in m["tpr_at_fpr"].values())
             assert len(set(m["input_checksums"])) == len(summary["scenes"])
         assert summary["methods"]["cleaner:ACS-WFC"]["input_checksums"] == \
             summary["methods"]["astroscrappy"]["input_checksums"]
+        assert summary["methods"]["cosmic-conn:ground_imaging"]["input_checksums"] == \
+            summary["methods"]["deepcr:ACS-WFC"]["input_checksums"]  # neither takes an ignore mask
     assert "| wfpc2 | astroscrappy |" in table and "TPR @ FPR 0.01%" in table
     assert (out / "roc_wfpc2.png").stat().st_size > 1000
     assert "| wfpc2 | cleaner:ACS-WFC |" in capsys.readouterr().out

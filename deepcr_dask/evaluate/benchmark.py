@@ -30,8 +30,11 @@ class BenchmarkConfig:
     fields: tuple[str, ...] = REAL_FIELDS + SIM_FIELDS
     methods: tuple[str, ...] = ("cleaner:ACS-WFC", "deepcr:ACS-WFC", "astroscrappy")
     inpaint: str | None = "ACS-WFC-F606W-2-32"  # network inpainting for cleaner and deepcr; None: median
-    realisations: dict[str, int] = field(default_factory=lambda: {"wfpc2": 3, "saao": 4, "gmos": 30})
-    wfpc2_chips: tuple[int, ...] = (0, 1, 2, 3)
+    realisations: dict[str, int] = field(default_factory=lambda: {"wfpc2": 6, "omegacen": 1, "hrc": 1, "saao": 4,
+                                                                  "gmos": 30})
+    # Real frames held out from the training of every shipped model: NGC 4151 WF3/WF4, Omega Cen WF4.
+    wfpc2_chips: tuple[int, ...] = (2, 3)
+    omegacen_chips: tuple[int, ...] = (3,)
     crop: int | None = None  # largest side of real frames
     sim_shape: tuple[int, int] = (512, 512)
     sim_seeds: tuple[int, ...] = (1000, 1001)  # disjoint from the seeds the shipped models were trained on
@@ -52,7 +55,7 @@ class BenchmarkConfig:
     def quick(cls, **overrides) -> BenchmarkConfig:
         """Small enough for CI (seconds): one WFPC2 chip, GMOS, a small sparse field, 4 sigclips."""
         base = cls(fields=("wfpc2", "gmos", "sparse"), realisations={"wfpc2": 1, "saao": 1, "gmos": 2},
-                   wfpc2_chips=(1,), crop=128, sim_shape=(128, 128), sim_seeds=(1000,), n_thresholds=161,
+                   wfpc2_chips=(2,), crop=128, sim_shape=(128, 128), sim_seeds=(1000,), n_thresholds=161,
                    sigclips=(3.0, 4.5, 6.0, 10.0))
         return replace(base, **overrides)
 

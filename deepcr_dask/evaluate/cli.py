@@ -21,9 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small configuration (seconds; used in CI)")
     p.add_argument("--output", default="evaluate-results", help="folder for quality.md, quality.json and roc_*.png")
     p.add_argument("--models", nargs="+", default=["ACS-WFC"], help="mask models for cleaner and deepcr")
-    p.add_argument("--methods", nargs="+", default=["cleaner", "deepcr", "astroscrappy"],
-                   choices=["cleaner", "deepcr", *SWEEP_METHODS],
-                   help="lacosmic and dfcosmic are optional packages, used when installed")
+    p.add_argument("--methods", nargs="+", default=["cleaner", "deepcr", "cosmic-conn", "astroscrappy"],
+                   choices=["cleaner", "deepcr", "cosmic-conn", *SWEEP_METHODS],
+                   help="cosmic-conn (the peers extra), lacosmic and dfcosmic are optional packages, used when "
+                        "installed")
+    p.add_argument("--cosmic-conn-models", nargs="+", default=["ground_imaging", "HST_ACS_WFC"],
+                   help="Cosmic-CoNN models (those its package ships: ground_imaging, NRES, HST_ACS_WFC)")
     p.add_argument("--fields", nargs="+", choices=REAL_FIELDS + SIM_FIELDS, help="field types (default: all)")
     p.add_argument("--inpaint", default="ACS-WFC-F606W-2-32",
                    help="inpaint network for cleaner and deepcr, or 'none' for the median fallback")
@@ -43,6 +46,8 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     for kind in args.methods:
         if kind in SWEEP_METHODS:
             methods.append(kind)
+        elif kind == "cosmic-conn":
+            methods += [f"cosmic-conn:{m}" for m in args.cosmic_conn_models]
         else:  # deepCR itself only runs the models of its own zoo
             models = [m for m in args.models if kind != "deepcr" or get_spec(m, "mask").source == "deepcr"]
             methods += [f"{kind}:{m}" for m in models]

@@ -1,5 +1,6 @@
 """Adapters that run each cosmic-ray method (our Cleaner, deepCR 0.3.1, astroscrappy, and the optional
-lacosmic and dfcosmic) on the same :class:`Inputs`, recording a checksum of the exact array each one receives."""
+Cosmic-CoNN, lacosmic and dfcosmic) on the same :class:`Inputs`, recording a checksum of the exact array
+each one receives."""
 
 from __future__ import annotations
 
@@ -180,6 +181,46 @@ class DeepCRMethod(Method):
             return np.asarray(self.model.inpaint(inputs.image, mask), np.float32)
 
 
+class CosmicConnMethod(Method):
+    """Cosmic-CoNN 0.6.1 (Xu et al. 2023) through its own ``detect_cr``, with the weights its package ships.
+
+    It takes no ignore mask: it sees the same median-filled image as deepCR. Its normalisation depends on
+    the tile: each 1024² stamp (``opt.crop``, its default) has its own median subtracted, and tiles do not
+    overlap, so a frame's score can change at stamp borders and with the frame's size; it is run as its
+    authors ship it. Its weights are plain state dicts, read by torch's default ``weights_only`` loader.
+    """
+
+    MODELS = ("ground_imaging", "NRES", "HST_ACS_WFC")
+
+    def __init__(self, model: str = "ground_imaging"):
+        super().__init__()
+        if model not in self.MODELS:
+            raise ValueError(f"unknown Cosmic-CoNN model {model!r}; known: {', '.join(self.MODELS)}")
+        import torch
+
+        self._torch = torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = importlib.import_module("cosmic_conn")
+        self.model = module.init_model(model)
+        self.name = f"cosmic-conn:{model}"
+        self.description = f'Cosmic-CoNN 0.6.1 `init_model("{model}").detect_cr(img)` (1024² stamps, each ' \
+                           "minus its median)"
+        self._probability(np.zeros((64, 64), np.float32))  # warm-up, untimed
+
+    def _probability(self, image: np.ndarray) -> np.ndarray:
+        with self._torch.no_grad():
+            return np.asarray(self.model.detect_cr(np.array(image, np.float32), ret_numpy=True), np.float32)
+
+    def _record(self, image: np.ndarray, ignore: np.ndarray | None) -> None:
+        super()._record(image, None)  # no ignore input
+
+    def detect(self, inputs: Inputs) -> Detection:
+        self._record(inputs.image, None)
+        prob, seconds = _timed(self._probability, inputs.image)
+        return Detection(score=prob, seconds=seconds)
+
+
 class AstroscrappyMethod(Method):
     """astroscrappy ``detect_cosmics`` swept over ``sigclip`` at fixed ``objlim`` (the deepCR paper's ROC).
 
@@ -274,7 +315,8 @@ SWEEP_METHODS = {"astroscrappy": AstroscrappyMethod, "lacosmic": LacosmicMethod,
 
 def build_method(spec: str, *, inpaint: str | None = None, device: str = "cpu", sigclips: Sequence[float] = SIGCLIPS,
                  objlim: float = OBJLIM) -> Method:
-    """A method from ``"cleaner:MODEL"``, ``"deepcr:MODEL"``, ``"astroscrappy"``, ``"lacosmic"`` or ``"dfcosmic"``.
+    """A method from ``"cleaner:MODEL"``, ``"deepcr:MODEL"``, ``"cosmic-conn:MODEL"``, ``"astroscrappy"``,
+    ``"lacosmic"`` or ``"dfcosmic"``.
 
     Raises ImportError when the method's package is missing and ValueError for an unknown spec.
     """
@@ -284,6 +326,9 @@ def build_method(spec: str, *, inpaint: str | None = None, device: str = "cpu", 
         return CleanerMethod(model, inpaint, device)
     if kind == "deepcr":
         return DeepCRMethod(model, inpaint)
+    if kind == "cosmic-conn":
+        return CosmicConnMethod(model if model != "ACS-WFC" else "ground_imaging")
     if kind in SWEEP_METHODS:
         return SWEEP_METHODS[kind](sigclips, objlim)
-    raise ValueError(f"unknown method {spec!r} (cleaner:MODEL, deepcr:MODEL, {', '.join(SWEEP_METHODS)})")
+    raise ValueError(f"unknown method {spec!r} (cleaner:MODEL, deepcr:MODEL, cosmic-conn:MODEL, "
+                     f"{', '.join(SWEEP_METHODS)})")

@@ -65,7 +65,23 @@ def _caption(results: dict) -> list[str]:
                      f"{'-' if median is None else format(median['rms'], '.3g')} e-.")
     lines += [f"- `{name}`: {desc}" for name, desc in results["methods"].items()]
     lines += [f"- note: {n}" for n in results["notes"]]
+    lines.append("- Highest TPR @ FPR " + _fpr_label(min(cfg["target_fprs"])) + " per field: "
+                 + "; ".join(f"{field}: {name} ({_pct(value)})" for field, name, value in winners(results)) + ".")
     return lines
+
+
+def winners(results: dict) -> list[tuple[str, str, float]]:
+    """``(field, method, TPR)`` of the method with the highest TPR at the lowest target FPR, per field."""
+    cfg = results["config"]
+    key = "tpr_dilated_at_fpr" if cfg["dilate"] else "tpr_at_fpr"
+    fpr = str(min(cfg["target_fprs"]))
+    out = []
+    for field_type, summary in results["fields"].items():
+        scored = [(m[key][fpr], name) for name, m in summary["methods"].items() if np.isfinite(m[key][fpr])]
+        if scored:
+            value, name = max(scored)
+            out.append((field_type, name, value))
+    return out
 
 
 def plot_rocs(results: dict, directory: str | os.PathLike) -> list[Path]:

@@ -82,6 +82,7 @@ def build_scenes(field_type: str, config: BenchmarkConfig) -> list[Sample]:
     if not (folder / FOOTPRINT_FILE).is_file():
         print(f"note: real data not found in {folder} (set DEEPCR_DASK_REAL_DATA); {field_type} skipped")
         return []
-    frames = real_frames(field_type, folder, chips=config.wfpc2_chips, crop=config.crop, multiple=SIDE_MULTIPLE)
+    chips = config.omegacen_chips if field_type == "omegacen" else config.wfpc2_chips
+    frames = real_frames(field_type, folder, chips=chips, crop=config.crop, multiple=SIDE_MULTIPLE)
     catalogue = footprint_catalogue(folder / FOOTPRINT_FILE)
     return injected_scenes(field_type, frames, catalogue, config.realisations.get(field_type, 1), config.seed)

@@ -68,6 +68,8 @@ INSTRUMENTS: dict[str, Instrument] = {
     for i in (
         # HST rates: about 1.2-2 events / cm^2 / s in orbit, the same particle flux for every camera.
         Instrument("ACS-WFC", 15.0, 0.05, 1.0, 4.5, 80_000.0, 1.5, (1.9, 2.3), (0.03, 0.15), 15.0),
+        # ACS/HRC (the real 47 Tuc frame's header: gain 2.216, read noise 4.71 e-; 21 um pixels of 0.025").
+        Instrument("ACS-HRC", 21.0, 0.025, 2.216, 4.71, 140_000.0, 1.5, (2.0, 2.6), (0.01, 0.05), 15.0),
         Instrument("WFC3-UVIS", 15.0, 0.04, 1.0, 3.1, 63_000.0, 1.5, (1.8, 2.0), (0.02, 0.10), 15.0),
         # WFPC2 at gain 7 saturates in the 12-bit ADC (4095 DN).
         Instrument("WFPC2", 15.0, 0.1, 7.0, 5.3, 28_000.0, 1.5, (1.3, 1.5), (0.03, 0.20), 15.0),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["find_own_cosmic_rays", "local_noise", "source_pixels"]
+__all__ = ["elongated_components", "find_own_cosmic_rays", "local_noise", "protected_sources", "source_pixels"]
 
 
 def find_own_cosmic_rays(
@@ -72,3 +72,43 @@ def source_pixels(image, ignore) -> np.ndarray:
     sigma = 1.4826 * float(np.median(np.abs(valid - sky)))
     smooth = ndimage.median_filter(np.where(ignore, sky, image), size=5)
     return ndimage.binary_dilation(smooth > sky + 1.5 * sigma, iterations=2)
+
+
+def elongated_components(seeds, *, min_length: float = 4.0, min_ratio: float = 2.5,
+                         max_width: float = 2.5) -> np.ndarray:
+    """Connected groups of ``seeds`` that are too long and thin to be a star: tracks and worms.
+
+    A group is elongated when the long axis of its pixel distribution (4 sigma) is at least ``min_length``
+    pixels and ``min_ratio`` times the short one, and it is thin: at most ``max_width`` pixels per pixel of
+    length (blended stars and diffraction spikes make long groups too, but wide ones). Stars are round at
+    every sampling, so this holds for undersampled cameras, where a star's core is as sharp as a small ray.
+    """
+    seeds = np.asarray(seeds, bool)
+    labels, _ = ndimage.label(seeds, np.ones((3, 3), bool))
+    out = np.zeros(seeds.shape, bool)
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        member = labels[window] == index
+        ys, xs = np.nonzero(member)
+        if ys.size < 3:
+            continue
+        cov = np.cov(np.stack([ys, xs]).astype(np.float64)) + np.eye(2) / 12.0  # a pixel's own extent
+        small, large = np.linalg.eigvalsh(cov)
+        length = 4.0 * np.sqrt(large)
+        if length >= min_length and large >= min_ratio**2 * small and ys.size <= max_width * length:
+            out[window] |= member
+    return out
+
+
+def protected_sources(image, ignore, read_noise: float, *, grow: int = 2) -> np.ndarray:
+    """Sources whose pixels must count in an evaluation (:func:`source_pixels`), less elongated rays on them.
+
+    A long cosmic ray survives the 5x5 median that finds sources, so a plain source mask would protect it
+    and count its pixels as false positives of every method that finds it.
+    """
+    image = np.asarray(image, np.float64)
+    seeds = find_own_cosmic_rays(image, local_noise(image, read_noise), grow=0)
+    rays = elongated_components(seeds)
+    if grow > 0 and rays.any():
+        yy, xx = np.mgrid[-grow : grow + 1, -grow : grow + 1]
+        rays = ndimage.binary_dilation(rays, yy**2 + xx**2 <= grow**2 + grow)
+    return source_pixels(image, ignore) & ~rays
