@@ -71,9 +71,12 @@ _DEEPCR_SPECS = [
               description="deepCR paper-era ACS/WFC F435W mask model"),
     ModelSpec("ACS-WFC-F814W-2-32", "mask", _MASK_BN, "deepcr", "mask/ACS-WFC-F814W.pth", instrument="HST ACS/WFC",
               description="deepCR paper-era ACS/WFC F814W mask model"),
+    # Trained on electrons / 100: deepCR 0.2's mask_dict lists it with scale 100 (0.3.1 ships the file but no
+    # entry). At scale 1 it flags 42% of a real WFPC2 chip and finds nothing at FPR 1e-4; at 100 it flags
+    # 0.04% of the real SAAO frame and finds 96% of the rays injected there (bench/results/zoo-scales.md).
     ModelSpec("ACS-WFC-F606W-2-4", "mask", Architecture(1, 1, 4, 2, "batch", True), "deepcr",
-              "mask/ACS-WFC-F606W-2-4.pth", instrument="HST ACS/WFC",
-              description="deepCR paper-era ACS/WFC F606W mask model, 4 hidden channels"),
+              "mask/ACS-WFC-F606W-2-4.pth", scale=100.0, instrument="HST ACS/WFC",
+              description="deepCR paper-era ACS/WFC F606W mask model, 4 hidden channels (input: electrons / 100)"),
     ModelSpec("ACS-WFC-F606W-2-32", "inpaint", Architecture(2, 1, 32, 2, "batch", False), "deepcr",
               "inpaint/ACS-WFC-F606W-2-32.pth", instrument="HST ACS/WFC",
               description="deepCR ACS/WFC F606W inpainting model, depth 2"),
