@@ -29,8 +29,10 @@ from torch import nn
 from ._version import __version__
 from .errors import InputError
 from .nn import Architecture, UNet
+from .thresholds import calibrate_thresholds, fpr_key
 
-__all__ = ["TrainConfig", "TrainResult", "load_pairs", "simulated_pairs", "train_inpaint", "train_main", "train_mask"]
+__all__ = ["TrainConfig", "TrainResult", "load_pairs", "simulated_pairs", "train_inpaint", "train_main", "train_mask",
+           "train_real"]
 
 
 @dataclass
@@ -55,6 +57,8 @@ class TrainConfig:
     device: str = "auto"
     init: str | None = None  # start from these weights (a model name or path)
     command: str = ""
+    default_fpr: float | None = None  # set the default threshold to the validation threshold at this FPR
+    data: dict = field(default_factory=dict)  # what the pairs were made of (frames, counts), for the record
 
 
 @dataclass
@@ -200,6 +204,17 @@ def _roc_summary(prob: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> dict
     return out
 
 
+def _probabilities(net: UNet, data: Pairs, config: TrainConfig, device) -> np.ndarray:
+    net.eval()
+    probs = []
+    with torch.inference_mode():
+        for start in range(0, len(data), config.batch_size):
+            batch = data._take(np.arange(start, min(len(data), start + config.batch_size)))
+            x, _, _ = (t.to(device) for t in _inputs(batch, config))
+            probs.append(net(x)[:, 0].cpu().numpy())
+    return np.concatenate(probs)
+
+
 def _evaluate(net: UNet, data: Pairs, config: TrainConfig, device) -> dict[str, float]:
     net.eval()
     losses, probs = [], []
@@ -253,14 +268,21 @@ def _load_checkpoint(folder: Path, net, optimizer) -> dict:
     return meta
 
 
-def _save_model(net: UNet, config: TrainConfig, arch: Architecture, folder: Path, history, best_epoch) -> TrainResult:
+def _save_model(net: UNet, config: TrainConfig, arch: Architecture, folder: Path, history, best_epoch,
+                by_fpr: dict[str, float] | None = None, default_fpr: float | None = None) -> TrainResult:
     model_path = folder / f"{config.name}.safetensors"
     save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(model_path))
+    threshold = config.threshold
+    if by_fpr and config.default_fpr is not None:
+        threshold = by_fpr[fpr_key(config.default_fpr)]
     meta = {"name": config.name, "kind": config.kind, "architecture": asdict(arch), "scale": config.scale,
             "normalize": config.normalize, "units": config.units, "instrument": config.instrument,
-            "threshold": config.threshold, "description": f"trained with deepcr-dask {__version__}",
+            "threshold": threshold, "description": f"trained with deepcr-dask {__version__}",
             "training": {"command": config.command, "config": asdict(config), "best_epoch": best_epoch,
                          "final": history[best_epoch - 1] if history else {}}}
+    if by_fpr:
+        meta["fpr_thresholds"] = by_fpr  # measured on the validation frames
+        meta["default_fpr"] = config.default_fpr if config.default_fpr is not None else default_fpr
     meta_path = model_path.with_suffix(".json")
     meta_path.write_text(json.dumps(meta, indent=2))
     return TrainResult(model_path, meta_path, history, best_epoch)
@@ -289,11 +311,12 @@ def _plot(history: list[dict], path: Path) -> None:
 
 
 def train(train_data: Pairs, val_data: Pairs, config: TrainConfig, output: str | Path, *,
-          resume: bool = False, log=print) -> TrainResult:
+          resume: bool = False, log=print, calibration: Pairs | None = None) -> TrainResult:
     """Train a network of ``config.kind`` and save its best epoch.
 
     Best means the highest validation TPR at FPR 5e-4 for masks and the lowest validation loss for
-    inpainting; early stopping and the learning-rate schedule follow the same number.
+    inpainting; early stopping and the learning-rate schedule follow the same number. A mask model's
+    thresholds by false-positive rate are measured on ``calibration`` (default: the validation pairs).
     """
     from .devices import resolve_device
 
@@ -356,7 +379,16 @@ def train(train_data: Pairs, val_data: Pairs, config: TrainConfig, output: str |
     net.load_state_dict(best_state)
     if history:
         _plot(history, folder / "curves.png")
-    return _save_model(net.cpu().eval(), config, arch, folder, history, best["epoch"])
+    by_fpr = None
+    default_fpr = None
+    if config.kind == "mask":  # thresholds by false-positive rate on the validation frames
+        frames = calibration if calibration is not None else val_data
+        prob = _probabilities(net, frames, config, device)
+        negatives = prob[(frames.labels < 0.5) & ~frames.ignore]
+        by_fpr = calibrate_thresholds(prob, frames.labels > 0.5, frames.ignore)
+        default_fpr = float((negatives > config.threshold).mean()) if negatives.size else None
+        log("thresholds by FPR on the validation frames: " + ", ".join(f"{k}: {v:.4g}" for k, v in by_fpr.items()))
+    return _save_model(net.cpu().eval(), config, arch, folder, history, best["epoch"], by_fpr, default_fpr)
 
 
 def _train_mode(net: UNet, *, freeze_batchnorm: bool) -> None:
@@ -410,6 +442,49 @@ def train_inpaint(data: Pairs | None = None, output: str | Path = "trained", *, 
     return train(train_data, val_data, config, output, resume=resume)
 
 
+def train_real(kind: str, output: str | Path, *, real: Sequence[str], val_real: Sequence[str], n_real: int = 256,
+               n_sim: int = 0, n_val: int = 64, patch: int = 128, instrument: str = "ACS-WFC",
+               raw_fraction: float = 0.3, resume: bool = False, **options) -> TrainResult:
+    """Train on real frames with injected rays (plus ``n_sim`` simulated patches), validated on other frames.
+
+    Parameters
+    ----------
+    kind : {"mask", "inpaint"}
+    output : path
+    real, val_real : sequences of ``FIELD[:CHIPS]``
+        Training and validation frames (:func:`deepcr_dask.training_data.frames_from_names`); no frame may
+        be in both.
+    n_real, n_sim, n_val : int
+        Patches cut from the training frames, simulated (``instrument``), and cut from the validation frames.
+    **options
+        :class:`TrainConfig` fields.
+    """
+    from .training_data import frames_from_names, mixed_pairs, real_pairs
+
+    train_frames, val_frames = frames_from_names(real), frames_from_names(val_real)
+    shared = {f.name for f in train_frames} & {f.name for f in val_frames}
+    if shared:
+        raise InputError(f"frames in both training and validation: {', '.join(sorted(shared))}")
+    seed = int(options.get("seed", 0))
+    parts = [real_pairs(train_frames, n_real, patch, seed, raw_fraction=raw_fraction, kind=kind)]
+    if n_sim:
+        parts.append(simulated_pairs(kind, n_sim, patch, instrument, seed))
+    val = real_pairs(val_frames, n_val, patch, seed + 1_000_003, raw_fraction=raw_fraction, kind=kind)
+    # Thresholds by FPR come from the validation frames whose own rays are found (not crowded fields, where
+    # they stay unlabelled and would count as false positives).
+    from .sim.real import CROWDED_FIELDS
+
+    sparse = [f for f in val_frames if f.name.split("-")[0] not in CROWDED_FIELDS]
+    calibration = real_pairs(sparse, n_val, patch, seed + 2_000_003, raw_fraction=raw_fraction, kind=kind) \
+        if sparse and len(sparse) < len(val_frames) else None
+    data = {"real": list(real), "val_real": list(val_real), "n_real": n_real, "n_sim": n_sim, "n_val": n_val,
+            "patch": patch, "raw_fraction": raw_fraction,
+            "frames": {"train": [f.name for f in train_frames], "validation": [f.name for f in val_frames],
+                       "thresholds": [f.name for f in (sparse if calibration is not None else val_frames)]}}
+    config = TrainConfig(kind=kind, instrument=instrument, data=data, **options)
+    return train(mixed_pairs(parts), val, config, output, resume=resume, calibration=calibration)
+
+
 def train_main(argv: list[str] | None = None) -> int:
     """``deepcr-dask train {mask,inpaint} ...``"""
     parser = argparse.ArgumentParser(prog="deepcr-dask train", description="Train a mask or inpaint network.")
@@ -417,9 +492,19 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="folder for checkpoints, logs and the model")
     parser.add_argument("--name", default=None, help="model name (default: <instrument>-<kind>)")
     parser.add_argument("--instrument", default="ACS-WFC", help="simulator preset (ACS-WFC, WFC3-UVIS, WFPC2, ...)")
-    parser.add_argument("--n-train", type=int, default=256, help="simulated patches")
+    parser.add_argument("--n-train", type=int, default=256, help="simulated patches (0 with --real: none)")
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--images", nargs="*", help=".npy/FITS images instead of simulated data")
+    parser.add_argument("--real", action="append", default=[], metavar="FIELD[:CHIPS]",
+                        help="real frames to train on (injected rays), e.g. omegacen:0,1,2; repeatable")
+    parser.add_argument("--val-real", action="append", default=[], metavar="FIELD[:CHIPS]",
+                        help="whole real frames held out for validation; repeatable")
+    parser.add_argument("--n-real", type=int, default=256, help="training patches cut from the --real frames")
+    parser.add_argument("--n-val", type=int, default=64, help="validation patches cut from the --val-real frames")
+    parser.add_argument("--raw-fraction", type=float, default=0.3,
+                        help="share of real patches injected with unrescaled catalogue footprints")
+    parser.add_argument("--default-fpr", type=float, default=None,
+                        help="set the model's default threshold to its validation threshold at this FPR")
     parser.add_argument("--labels", nargs="*", help="masks (mask) or clean images (inpaint), one per image")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -434,8 +519,16 @@ def train_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = dict(name=args.name or f"{args.instrument}-{args.kind}", epochs=args.epochs, batch_size=args.batch_size,
                    lr=args.lr, hidden=args.hidden, depth=args.depth, patience=args.patience, seed=args.seed,
-                   init=args.init, device=args.device,
+                   init=args.init, device=args.device, default_fpr=args.default_fpr,
                    command="deepcr-dask train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[2:])))
+    if args.real:
+        if not args.val_real:
+            parser.error("--real needs --val-real: validation takes whole frames held out from training")
+        result = train_real(args.kind, args.output, real=args.real, val_real=args.val_real, n_real=args.n_real,
+                            n_sim=args.n_train, n_val=args.n_val, patch=args.patch, instrument=args.instrument,
+                            raw_fraction=args.raw_fraction, resume=args.resume, **options)
+        print(f"saved {result.model_path} and {result.metadata_path} (best epoch {result.best_epoch})")
+        return 0
     data = None
     if args.images:
         if not args.labels or len(args.labels) != len(args.images):

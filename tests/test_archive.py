@@ -208,3 +208,19 @@ def test_worker_killed_during_run_still_completes(tmp_path, client):
         with fits.open(out / f"{f.name[:-5]}_crclean.fits", checksum=True) as hdul:
             assert "CRNPIX" in hdul[0].header
     client.wait_for_workers(2, timeout=120)
+
+
+def test_archive_fpr_uses_each_models_recorded_threshold(tmp_path, client, deepcr_module):
+    from deepcr_dask.thresholds import fpr_thresholds
+    from deepcr_dask.zoo import get_spec
+
+    root = tmp_path / "in"
+    _flc(root / "jfpr01q_flc.fits", seed=11)
+    summary = dcr.process_archive(root, tmp_path / "out", cluster=client, fpr=5e-4, device="cpu", progress=False)
+    assert len(summary.done) == 1, summary.table()
+    expected = fpr_thresholds(get_spec("ACS-WFC", "mask"))[5e-4]
+    with fits.open(tmp_path / "out" / "jfpr01q_flc_crclean.fits") as hdul:
+        assert hdul[0].header["CRMODEL"] == "ACS-WFC"
+        assert hdul[0].header["CRTHRESH"] == pytest.approx(expected, rel=1e-12)
+    wrong = dcr.process_archive(root, tmp_path / "out2", cluster=client, fpr=1e-3, device="cpu", progress=False)
+    assert len(wrong.failed) == 1 and "no threshold for FPR 0.001" in wrong.table()

@@ -22,10 +22,12 @@ def test_models_table_lists_receptive_fields_and_reach(deepcr_module):
     result = _run("models")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["name", "kind", "instrument", "units", "threshold", "receptive_field", "reach",
-                                "source"]
+    assert lines[0].split() == ["name", "kind", "instrument", "units", "threshold", "thresholds@fpr(1e-4/5e-4/5e-3)",
+                                "receptive_field", "reach", "source"]
     rows = {tuple(line.split()[:2]): line.split() for line in lines[2:]}
     assert rows[("ACS-WFC", "mask")][-3:] == ["18", "9", "deepcr"]
+    recorded = dcr.Cleaner("ACS-WFC", device="cpu").fpr_thresholds
+    assert rows[("ACS-WFC", "mask")][-4] == "/".join(f"{recorded[f]:.3g}" for f in (1e-4, 5e-4, 5e-3))
     assert rows[("ACS-WFC-F606W-3-32", "inpaint")][-3:-1] == ["44", "23"]
 
 
@@ -38,8 +40,8 @@ def test_clean_one_file(tmp_path):
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
     with fits.open(src) as original, fits.open(out, checksum=True) as cleaned:
         sci = original["SCI"].data.astype(np.float32)
-        assert cleaned[0].header["CRMODEL"] == "generic-HST"  # GMOS has no deepCR model: our generic one
-        mask, expected = dcr.Cleaner("generic-HST", device="cpu").clean(sci)
+        assert cleaned[0].header["CRMODEL"] == "ground"  # a ground-based camera: our ground model
+        mask, expected = dcr.Cleaner("ground", device="cpu").clean(sci)
         np.testing.assert_array_equal(cleaned["CRMASK"].data.astype(bool), mask)
         np.testing.assert_allclose(cleaned["SCI"].data, expected, rtol=1e-6)
         assert cleaned["CRPROB"].data.shape == sci.shape
@@ -57,3 +59,20 @@ def test_bad_input_is_one_line_error_with_exit_code_2(tmp_path):
     assert len(message) == 1 and str(bad) in message[0] and "not a readable FITS file" in message[0]
     assert not (tmp_path / "x.fits").exists()
     assert _run("clean", str(bad), "-o", str(tmp_path / "y.fits"), "--model", "nope").returncode == 2
+
+
+def test_fpr_picks_the_recorded_threshold_and_rejects_unrecorded_rates(tmp_path):
+    src = real_file("gmos_S20190808S0048_cutout.fits")
+    out = tmp_path / "gmos_fpr.fits"
+    result = _run("clean", str(src), "-o", str(out), "--device", "cpu", "--fpr", "1e-4")
+    assert result.returncode == 0, result.stderr
+    cleaner = dcr.Cleaner("ground", device="cpu")
+    with fits.open(out) as cleaned:
+        assert cleaned[0].header["CRTHRESH"] == cleaner.fpr_thresholds[1e-4] != cleaner.threshold
+        mask, _ = cleaner.clean(fits.getdata(src, "SCI").astype(np.float32), fpr=1e-4)
+        assert cleaned[0].header["CRNPIX"] == mask.sum()
+    wrong = _run("clean", str(src), "-o", str(tmp_path / "x.fits"), "--fpr", "1e-3")
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+    both = _run("clean", str(src), "-o", str(tmp_path / "y.fits"), "--fpr", "1e-4", "--threshold", "0.5")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+    assert not (tmp_path / "x.fits").exists() and not (tmp_path / "y.fits").exists()

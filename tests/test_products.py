@@ -113,3 +113,14 @@ def test_dq_bit_that_does_not_fit_is_refused_before_any_work(tmp_path):
 def test_suffixes():
     assert suffix_of("a/j8xi01abq_flc.fits") == "flc" and suffix_of("u40x010hm_c0f.fits.gz") == "c0f"
     assert suffix_of("a8280271.fits") == ""
+
+
+@pytest.mark.parametrize(("name", "model"), [
+    ("wfpc2_u40x010hm_c0f.fits", "WFPC2"),  # undersampled WFPC2: its own model
+    ("wfpc2_u5780205r_c0f.fits", "WFPC2"),
+    ("acs_hrc_j8bt06nyq_flt.fits", "generic-HST"),  # an HST camera without a model of its own
+    ("gmos_S20190808S0048_cutout.fits", "ground"),  # TELESCOP Gemini-South
+    ("saao_a8280271.fits", "ground"),
+])
+def test_default_model_per_camera(name, model):
+    assert inspect_file(real_file(name)).model == model

@@ -61,3 +61,34 @@ def test_inpaint_training_and_user_arrays(tmp_path):
     assert np.isfinite(out).all()
     user = load_pairs("mask", [data.images[0], data.images[1]], [data.masks[0], data.masks[1]], patch=32)
     assert len(user) == 8 and user.images.shape == (8, 32, 32)
+
+
+def test_training_on_real_frames_holds_out_whole_frames_and_records_thresholds(tmp_path):
+    from conftest import real_file
+
+    from deepcr_dask.errors import InputError
+    from deepcr_dask.train import train_real
+    from deepcr_dask.training_data import frames_from_names, real_pairs
+
+    real_file("wfpc2_u5780205r_c0f.fits")
+    real_file("imsim_cosmic_rays_itl_2017.fits.gz")
+    frames = frames_from_names(["wfpc2:0"])
+    pairs = real_pairs(frames, 6, 64, seed=1, ray_fraction=0.02)
+    again = real_pairs(frames, 6, 64, seed=1, ray_fraction=0.02)
+    np.testing.assert_array_equal(pairs.images, again.images)  # seeded
+    assert pairs.images.shape == (6, 64, 64) and 0.005 < pairs.labels.mean() < 0.05
+    # labels are the injected rays: where a pixel is labelled, the image exceeds the frame there
+    assert (pairs.labels.astype(bool) & ~pairs.ignore).any()
+    with pytest.raises(InputError, match="both training and validation: wfpc2-chip1"):
+        train_real("mask", tmp_path / "x", real=["wfpc2:0,1"], val_real=["wfpc2:0"], n_real=4, n_val=2, patch=64,
+                   epochs=1)
+    result = train_real("mask", tmp_path / "run", real=["wfpc2:0", "wfpc2:1"], val_real=["wfpc2:2"], n_real=8,
+                        n_sim=4, n_val=4, patch=64, instrument="WFPC2", epochs=1, name="tiny")
+    meta = json.loads(result.metadata_path.read_text())
+    assert meta["training"]["config"]["data"]["frames"] == {
+        "train": ["wfpc2-chip1", "wfpc2-chip2"], "validation": ["wfpc2-chip3"], "thresholds": ["wfpc2-chip3"]}
+    table = meta["fpr_thresholds"]
+    assert list(table) == ["0.0001", "0.0005", "0.005"] and table["0.0001"] >= table["0.0005"] >= table["0.005"]
+    assert 0.0 <= meta["default_fpr"] <= 1.0
+    cleaner = dcr.Cleaner(str(result.model_path), device="cpu")
+    assert cleaner.fpr_thresholds[5e-4] == table["0.0005"]
