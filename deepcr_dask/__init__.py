@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .archive import process_archive
+from .ccd import clean_ccd
 from .cleaner import Cleaner
 from .cluster import make_cluster
 from .compat import detect_cosmics
@@ -17,6 +18,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "__version__",
+    "clean_ccd",
     "clean_dask",
     "detect_cosmics",
     "list_models",

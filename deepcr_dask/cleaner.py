@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .ccd import ccd_to_electrons, is_ccd
 from .devices import resolve_kernels
 from .errors import InputError
 from .fill import fill_support, median_fill
@@ -141,7 +142,14 @@ class Cleaner:
         -------
         mask : bool array
         cleaned : float32 array
+            In the image's units; a ``CCDData`` is converted to electrons and back (its mask ignored), a
+            ``numpy.ma`` array's masked pixels are ignored. :func:`deepcr_dask.clean_ccd` returns a CCDData.
         """
+        if is_ccd(image):
+            electrons, ignored, factor = ccd_to_electrons(image)
+            ignored = ignored if ignore is None else (ignored | np.asarray(ignore, bool))
+            mask, cleaned = self.clean(electrons, threshold, inpaint, ignored, fpr=fpr)
+            return mask, (cleaned.astype(np.float64) / factor).astype(np.float32)
         out = self._whole(image, ignore, want="clean" if inpaint else "mask",
                           threshold=self.threshold_for(threshold, fpr))
         return out["mask"], out["cleaned"]

@@ -55,8 +55,12 @@ class Region:
 def prepare_image(image, ignore=None, *, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
     """Validate a 2-D image and return ``(float32 native-endian copy, ignored mask)``.
 
-    NaN and inf pixels are ignored, as are ``ignore`` pixels.
+    NaN and inf pixels are ignored, as are ``ignore`` pixels and the masked pixels of a ``numpy.ma`` array.
     """
+    if isinstance(image, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(image)
+        image = np.ma.getdata(image)
+        ignore = masked if ignore is None else (np.asarray(ignore, bool) | masked)
     array = np.asarray(image)
     if array.ndim != 2:
         raise InputError(f"{name}: expected a 2-D image, got an array of shape {array.shape}")
