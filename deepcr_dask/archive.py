@@ -327,8 +327,8 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
     client, owned = _connect(cluster)
     try:
         ensure_plugin(TorchThreadsPlugin(), client)  # torch on each worker's own threads, not the nanny's one
-        print(f"deepcr-dask: {len(infos)} file(s) to clean in {len(groups)} task(s); dashboard: "
-              f"{client.dashboard_link}", file=sys.stderr)
+        print(f"deepcr-dask: {len(infos)} file(s) to clean in {len(groups)} task(s); scheduler "
+              f"{client.scheduler.address}; dashboard: {client.dashboard_link}", file=sys.stderr)
         threads = sum(client.nthreads().values()) or 1
         limit = max_in_flight or 2 * threads
         gpu = any("GPU" in (w.get("resources") or {}) for w in client.scheduler_info()["workers"].values())

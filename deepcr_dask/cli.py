@@ -59,21 +59,27 @@ def _archive(args: argparse.Namespace) -> int:
 
     cluster = args.cluster
     handle = None
-    if cluster == "local" and (args.workers or args.threads_per_worker):
+    security = {"security": True} if args.tls else {}  # temporary self-signed certificates for this run
+    if cluster == "local" and (args.workers or args.threads_per_worker or args.tls):
         from .cluster import make_cluster
 
-        local = {"threads_per_worker": args.threads_per_worker or 1}
+        local = {"threads_per_worker": args.threads_per_worker or 1, **security}
         if args.workers:
             local["n_workers"] = args.workers
         handle = make_cluster("local", **local)
         cluster = handle
-    elif cluster == "slurm" and (args.jobqueue_config or args.workers):
+    elif cluster == "slurm" and (args.jobqueue_config or args.workers or args.tls):
         from .cluster import make_cluster
 
         options = {"config": args.jobqueue_config} if args.jobqueue_config else {}
         if args.workers:
             options["jobs"] = args.workers
-        handle = make_cluster("slurm", **options)
+        handle = make_cluster("slurm", **options, **security)
+        cluster = handle
+    elif args.tls:
+        from .cluster import make_cluster
+
+        handle = make_cluster(cluster, **security)
         cluster = handle
     try:
         summary = process_archive(
@@ -155,7 +161,10 @@ def _product_types(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="deepcr-dask", description="Deep-learning cosmic-ray removal.")
+    parser.add_argument("--version", action="version", version=f"deepcr-dask {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the available models")
@@ -181,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write a Dask performance report (HTML)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--threads-per-worker", type=int, help="threads (and torch threads) per local worker (default 1)")
+    p.add_argument("--tls", "--security", action="store_true", dest="tls",
+                   help="TLS between client, scheduler and workers (temporary self-signed certificates); for "
+                        "shared clusters")
     p.add_argument("--include", action="append", metavar="GLOB",
                    help="only files whose path (relative to the inputs' root) or name matches; repeatable")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="leave out matching files; repeatable")

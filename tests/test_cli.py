@@ -76,3 +76,20 @@ def test_fpr_picks_the_recorded_threshold_and_rejects_unrecorded_rates(tmp_path)
     both = _run("clean", str(src), "-o", str(tmp_path / "y.fits"), "--fpr", "1e-4", "--threshold", "0.5")
     assert both.returncode == 2 and "not allowed with" in both.stderr
     assert not (tmp_path / "x.fits").exists() and not (tmp_path / "y.fits").exists()
+
+
+def test_version_and_an_archive_run_over_tls(tmp_path):
+    version = _run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"deepcr-dask {dcr.__version__}"
+    from conftest import synthetic_frame
+
+    from deepcr_dask.demo import write_flc
+
+    sci, _ = synthetic_frame((96, 128), seed=5, n_rays=8)
+    write_flc(tmp_path / "in" / "jtls01q_flc.fits", [(sci, np.sqrt(np.abs(sci) + 25), np.zeros(sci.shape, np.int16))],
+              rootname="jtls01q")
+    result = _run("archive", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--tls", "--workers", "1",
+                  "--model", "generic-HST", "--device", "cpu", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "scheduler tls://" in result.stderr  # the run's client, scheduler and worker spoke TLS
+    assert (tmp_path / "out" / "jtls01q_flc_crclean.fits").is_file()
