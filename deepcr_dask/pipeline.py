@@ -36,6 +36,7 @@ from .io.fits import (
     LazyChip,
     SkipFile,
     check_dq_bit,
+    chip_header,
     inspect_file,
     read_chip,
     read_err,
@@ -321,6 +322,7 @@ def _write(result: FileResult, options: CleanOptions, output, zarr_path, zarr_na
     info, provenance = result.info, result.provenance
     if zarr_path:
         for chip in result.chips:
+            header = chip_header(info.path, chip.chip)
             arrays = {"mask": chip.mask.astype(np.uint8), "cleaned": chip.cleaned}
             if options.probability:
                 arrays["probability"] = np.asarray(chip.probability, np.float32)
@@ -328,13 +330,31 @@ def _write(result: FileResult, options: CleanOptions, output, zarr_path, zarr_na
                      "input_units": info.units, "electrons_per_input_unit": chip.chip.factor,
                      "unit_notes": list(info.notes), "instrument": info.instrument, "detector": info.detector,
                      "dq_bit": options.dq_bit, "suspect": list(chip.suspect), "inpainted": chip.inpainted,
-                     "group": result.group}
+                     "group": result.group, "fits_header": header.tostring(sep="\n"),
+                     "wcs": _wcs_keywords(header)}
             result.zarr_groups[chip.chip.name] = zarr_io.write_chip_group(
                 zarr_path, zarr_name or exposure_name(info.path), chip.chip.name, arrays, attrs)
     if options.write_fits and output is not None:
         result.fits_output = str(write_cleaned(info.path, output, result.chips, cr_bit=options.dq_bit,
                                                provenance=provenance, extra_mask=options.crmask_extension,
                                                extra_probability=options.probability, notes=info.notes))
+
+
+def _wcs_keywords(header) -> dict:
+    """The celestial WCS of a chip header as FITS keywords (empty when it has none)."""
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        try:
+            wcs = WCS(header, naxis=2)
+        except Exception:  # a header whose WCS astropy cannot parse: record none rather than fail the file
+            return {}
+        if not wcs.has_celestial:
+            return {}
+        return {k: v for k, v in wcs.to_header(relax=True).items() if k not in ("COMMENT", "HISTORY", "")}
 
 
 def _clean_large_chip(path: str, chip: ChipInfo, model: str, threshold: float, options: CleanOptions) -> dict:

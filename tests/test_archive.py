@@ -175,7 +175,9 @@ def test_cli_archive_killed_then_resumed(tmp_path):
     assert complete and int(complete.group(1)) >= 3
     outputs = sorted(out.glob("*.fits"))
     assert [p.name for p in outputs] == sorted(f"{f.name[:-5]}_crclean.fits" for f in files)
-    assert (not list(out.glob(".*.tmp")) and not (store / ".tmp").exists()) or not any((store / ".tmp").iterdir())
+    staging = zarr_io.staging_dir(store)
+    assert not list(out.glob(".*.tmp")) and not (store / ".tmp").exists()
+    assert not staging.exists() or not any(staging.iterdir())
     for f in files:
         with fits.open(out / f"{f.name[:-5]}_crclean.fits", checksum=True) as hdul:
             assert hdul["SCI", 1].data.shape == (256, 512)
@@ -224,3 +226,50 @@ def test_archive_fpr_uses_each_models_recorded_threshold(tmp_path, client, deepc
         assert hdul[0].header["CRTHRESH"] == pytest.approx(expected, rel=1e-12)
     wrong = dcr.process_archive(root, tmp_path / "out2", cluster=client, fpr=1e-3, device="cpu", progress=False)
     assert len(wrong.failed) == 1 and "no threshold for FPR 0.001" in wrong.table()
+
+
+def test_every_zarr_group_opens_in_xarray_with_the_chips_wcs(tmp_path, client):
+    """Plain zarr sees only chip groups; xarray opens every one without warnings; the WCS in its attributes
+    gives the FITS file's sky coordinates at the dataset's pixel coordinates."""
+    import warnings
+
+    xr = pytest.importorskip("xarray")
+    import zarr
+    from astropy.wcs import WCS
+
+    files = []
+    for i in range(2):
+        path = _flc(tmp_path / "in" / f"jwcs0{i}q_flc.fits", seed=20 + i)
+        with fits.open(path, mode="update") as hdul:
+            for ver in (1, 2):
+                h = hdul["SCI", ver].header
+                h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
+                h["CRVAL1"], h["CRVAL2"] = 10.0 + 0.3 * i + 0.05 * ver, -30.0
+                h["CRPIX1"], h["CRPIX2"] = 96.0, 64.0
+                h["CD1_1"], h["CD1_2"], h["CD2_1"], h["CD2_2"] = -1.3e-5, 2e-7, 2e-7, 1.4e-5
+        files.append(path)
+    store = tmp_path / "out.zarr"
+    summary = dcr.process_archive(tmp_path / "in", tmp_path / "out", zarr_path=store, cluster=client, progress=False)
+    assert len(summary.done) == 2, summary.table()
+    assert not zarr_io.staging_dir(store).exists() or not any(zarr_io.staging_dir(store).iterdir())
+    top = zarr.open_group(str(store), mode="r")
+    assert sorted(name for name, _ in top.members()) == ["jwcs00q_flc", "jwcs01q_flc"]  # nothing stray
+    for path in files:
+        for chip in inspect_file(path).chips:
+            group = zarr_io.chip_group_path(path.name.removesuffix(".fits"), chip.name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                ds = xr.open_zarr(str(store), group=group, consolidated=False)
+            assert ds["cleaned"].dims == ("y", "x") and ds["mask"].dims == ("y", "x")
+            assert ds["cleaned"].attrs["units"] == "electron" and ds.attrs["complete"] is True
+            header = fits.Header.fromstring(ds.attrs["fits_header"], sep="\n")
+            assert header["EXTNAME"] == "SCI" and header["INSTRUME"] == "ACS"
+            with fits.open(path) as hdul:
+                truth = WCS(hdul[chip.hdu].header)
+            stored = WCS(fits.Header(ds.attrs["wcs"]))
+            for y, x in ((0, 0), (17, 101), (127, 191)):
+                a = stored.pixel_to_world(int(ds.x[x]), int(ds.y[y]))
+                b = truth.pixel_to_world(x, y)
+                assert a.separation(b).arcsec < 1e-9
+            stored_mask = zarr_io.read_chip_group(store, group)["mask"]
+            np.testing.assert_array_equal(ds["mask"].values, stored_mask)

@@ -350,6 +350,22 @@ def _shape(path, header) -> tuple[int, int]:
     return int(header["NAXIS2"]), int(header["NAXIS1"])
 
 
+def chip_header(path: str | os.PathLike, chip: ChipInfo) -> fits.Header:
+    """The chip's FITS header: its extension's, merged over the primary's for the keywords it lacks
+    (TELESCOP, INSTRUME, EXPTIME... live in the primary of an FLT)."""
+    with _open(path) as hdul:
+        header = hdul[0].header.copy() if chip.hdu else fits.Header()
+        for card in hdul[chip.hdu].header.cards:
+            if card.keyword in ("", "COMMENT", "HISTORY"):
+                continue
+            header[card.keyword] = (card.value, card.comment)
+        if chip.hdu == 0:
+            header = hdul[0].header.copy()
+    for key in ("XTENSION", "PCOUNT", "GCOUNT", "EXTEND", "SIMPLE"):
+        header.remove(key, ignore_missing=True, remove_all=True)
+    return header
+
+
 def _find_ext(hdul, name: str, ver: int) -> int | None:
     for i, h in enumerate(hdul):
         if _header_text(h.header, "EXTNAME") == name and h.header.get("EXTVER", 1) == ver and _has_data(h):
