@@ -65,7 +65,7 @@ def mast(tmp_path_factory):
                      extra={"NCOMBINE": 2})] = "skipped:combined"
     expect[_stis_pair(root / "stis" / "o4sp050b0_flt.fits")] = "done"
     omega = _copy("wfpc2_u40x010hm_c0f.fits", root / "wfpc2" / "u40x010hm_c0f.fits")
-    expect[omega] = "suspect"
+    expect[omega] = "done"  # the WFPC2 model leaves Omega Cen's undersampled star cores alone
     expect[_copy("wfpc2_u40x010hm_c1f.fits", root / "wfpc2" / "u40x010hm_c1f.fits")] = "skipped:dq"
     expect[_copy("wfpc2_u5780205r_c0f.fits", root / "wfpc2" / "u5780205r_c0f.fits")] = "done"
     expect[write_hst(root / "ir" / "ib1f01abq_flt.fits", instrument="WFC3", detector="IR")] = "skipped:up-the-ramp"
@@ -111,7 +111,8 @@ def test_a_mast_like_directory(mast, tmp_path, client):
     twins = {Path(p).parent.name: z for p, c, *_, z in rows if Path(p).name == "j8bt06nyq_flt.fits"}
     assert twins == {"visit1": "visit1/j8bt06nyq_flt/SCI_1", "visit2": "visit2/j8bt06nyq_flt/SCI_1"}
 
-    # WFPC2 c0f with its c1f: the c1f's bad pixels are never flagged; the WF chips are suspect, not inpainted.
+    # WFPC2 c0f with its c1f: the c1f's bad pixels are never flagged; with the default WFPC2 model the WF chips
+    # pass the gates (0.1-0.3% flagged, about a 100 s exposure's cosmic rays) and only flagged pixels change.
     omega_out = out / "wfpc2" / "u40x010hm_c0f_crclean.fits"
     with fits.open(omega_out) as cleaned, fits.open(root / "wfpc2" / "u40x010hm_c0f.fits") as raw, \
             fits.open(root / "wfpc2" / "u40x010hm_c1f.fits") as dq:
@@ -121,14 +122,16 @@ def test_a_mast_like_directory(mast, tmp_path, client):
             assert bad.any() and not (mask & bad).any()
             if plane > 0:  # WF2-4
                 status, reasons, *_ = by_chip[("u40x010hm_c0f.fits", f"CHIP{plane + 1}")]
-                assert status == "suspect" and "over 3x" in reasons and mask.mean() > 0.02
-                np.testing.assert_array_equal(cleaned[0].data[plane], raw[0].data[plane])
+                assert status == "done" and not reasons and 5e-4 < mask.mean() < 5e-3
+                changed = cleaned[0].data[plane] != raw[0].data[plane]
+                assert changed.any() and not (changed & ~mask).any()
     # The STIS imsets were cleaned together.
     status, _, group, _ = by_chip[("o4sp050b0_flt.fits", "SCI,2")]
     assert status == "done" and "imsets" in group
     # Every outcome is listed, suspect first among the cleaned.
     table = summary.table()
-    assert table.index("SUSPECT") < table.index("SKIPPED") and "CHIP3" in table
+    suspect_part = table[table.index("SUSPECT"):table.index("SKIPPED")]
+    assert "j8bt06nyq_flt.fits" in suspect_part and "u40x010hm_c0f.fits" not in suspect_part
 
 
 def test_output_folder_equal_to_the_input_folder(mast, tmp_path, client):
