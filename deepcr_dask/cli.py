@@ -12,6 +12,18 @@ __all__ = ["main"]
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        from .plugins import check_model_card
+
+        if not args.card:
+            print("deepcr-dask: error: models check needs a model card path", file=sys.stderr)
+            return 2
+        problems = check_model_card(args.card)
+        for problem in problems:
+            print(f"{args.card}: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{args.card}: ok")
+        return 2 if problems else 0
     from .nn import reach, receptive_field
     from .thresholds import fpr_thresholds
     from .zoo import registered_specs
@@ -167,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepcr-dask {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("models", help="list the available models")
+    p = sub.add_parser("models", help="list the available models, or `models check CARD` to validate one")
+    p.add_argument("action", nargs="?", choices=["list", "check"], default="list")
+    p.add_argument("card", nargs="?", help="with check: a model card (.json) or its .safetensors")
     p.add_argument("--kind", choices=["mask", "inpaint"])
     p.set_defaults(func=_models)
 

@@ -6,7 +6,9 @@ Weights come from three places, none of which ever runs pickled code:
 
 * the deepCR zoo, read from the installed ``deepcr`` package with ``torch.load(weights_only=True)``;
 * our own models, ``deepcr_dask/weights/NAME.safetensors`` with ``NAME.json`` beside it;
-* a user's path to a ``.pth`` (loaded with ``weights_only=True``) or ``.safetensors`` file.
+* a user's path to a ``.pth`` (loaded with ``weights_only=True``) or ``.safetensors`` file;
+* other packages, through the ``deepcr_dask.models`` entry points (:mod:`deepcr_dask.plugins`):
+  safetensors with a model card.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -129,6 +132,16 @@ def _registry() -> dict[tuple[str, str], ModelSpec]:
     if deepcr_zoo_dir() is not None:
         for spec in _DEEPCR_SPECS:
             registry[(spec.kind, spec.name)] = spec
+    from .plugins import plugin_cards
+
+    for source, card in plugin_cards():  # other packages' models; never shadow ours or deepCR's
+        try:
+            spec = _spec_from_metadata(json.loads(card.read_text()), f"plugin:{source}",
+                                       str(card.with_suffix(".safetensors")))
+        except (OSError, ValueError, ModelError) as exc:
+            warnings.warn(f"model card {card} of {source} skipped: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        registry.setdefault((spec.kind, spec.name), spec)
     return registry
 
 
