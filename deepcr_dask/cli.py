@@ -98,7 +98,7 @@ def _archive(args: argparse.Namespace) -> int:
             args.inputs, args.output, zarr_path=args.zarr, cluster=cluster, model=args.model, inpaint=args.inpaint,
             threshold=args.threshold, dq_bit=args.dq_bit, gain=args.gain, write_fits=not args.no_fits,
             crmask_extension=args.crmask, probability=args.crprob, overwrite=args.overwrite,
-            progress=not args.no_progress, report=args.report, device=args.device,
+            progress=not args.no_progress, report=args.performance_report, device=args.device,
             kernels=args.kernels, dask_chip_pixels=args.dask_chip_pixels, include=args.include or (),
             exclude=args.exclude or (), clean_anyway=tuple(args.clean_anyway), inpaint_suspect=args.inpaint_suspect,
             strict=args.strict, use_groups=not args.no_groups, fpr=args.fpr,
@@ -108,7 +108,18 @@ def _archive(args: argparse.Namespace) -> int:
             handle.close()
     print(summary.table())
     print(f"outputs: {summary.output_dir}" + (f"; zarr: {summary.zarr_path}" if summary.zarr_path else ""))
+    if args.report:
+        from .qa_report import write_report
+
+        print(f"report: {write_report(summary.output_dir)}")
     return summary.exit_code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .qa_report import write_report
+
+    print(f"wrote {write_report(args.output, args.html)}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -201,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobqueue-config", help="jobqueue.yaml for --cluster slurm")
     p.add_argument("--overwrite", action="store_true", help="clean files again even if complete")
     p.add_argument("--no-fits", action="store_true", help="write no cleaned FITS files")
-    p.add_argument("--report", help="write a Dask performance report (HTML)")
+    p.add_argument("--report", action="store_true",
+                   help="write OUTPUT/report.html: the run's QA page (flagged fractions, suspect and failed files "
+                        "first, thumbnails with the masks)")
+    p.add_argument("--performance-report", help="write a Dask performance report (HTML) to this path")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--threads-per-worker", type=int, help="threads (and torch threads) per local worker (default 1)")
     p.add_argument("--tls", "--security", action="store_true", dest="tls",
@@ -217,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 64 Mpix, larger than any HST chip)")
     _add_model_options(p)
     p.set_defaults(func=_archive)
+
+    p = sub.add_parser("report", help="write the QA page (HTML) of an archive run's output folder")
+    p.add_argument("output", help="the archive run's output folder (with manifest.sqlite)")
+    p.add_argument("--html", help="where to write the page (default OUTPUT/report.html)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("demo", help="clean a small built-in archive on the local cluster")
     p.add_argument("--output", default="demo-output")
