@@ -22,9 +22,10 @@ def _compare(a, b) -> None:
         np.testing.assert_allclose(x.cleaned, y.cleaned, rtol=1e-6, atol=1e-3)
 
 
-def test_clean_file_writes_the_copy_with_provenance_and_gates(tmp_path):
-    """The 60 s ACS/HRC frame of 47 Tuc: the generic model flags 1% of it (cosmic rays touch at most 0.18% in
-    60 s) and the cores of a third of its stars, so the chip is suspect: flagged in DQ, left as it was."""
+def test_clean_file_writes_the_copy_with_provenance_and_gates(tmp_path, deepcr_module):
+    """The 60 s ACS/HRC frame of 47 Tuc (cosmic rays touch at most ~0.2% of it in 60 s). The default generic
+    model flags 0.25%: the chip passes the gates and is inpainted, only at flagged pixels. deepCR's ACS-WFC
+    F814W model flags 1.4% and the cores of half its stars: suspect, flagged in DQ, left as it was."""
     src = real_file(HRC)
     before = src.read_bytes()
     result = clean_file(src, CleanOptions(), output=tmp_path / "out.fits", zarr_path=tmp_path / "out.zarr")
@@ -34,29 +35,37 @@ def test_clean_file_writes_the_copy_with_provenance_and_gates(tmp_path):
     electrons, ignore = read_chip(src, inspect_file(src).chips[0])
     expected = dcr.Cleaner("generic-HST", device="auto").run(electrons, ignore=ignore)
     np.testing.assert_array_equal(chip.mask, expected["mask"])
-    assert chip.suspect and not chip.inpainted
-    assert any("over 3x" in r for r in chip.suspect) and any("stars" in r for r in chip.suspect)
+    assert not chip.suspect and chip.inpainted and 1e-3 < chip.mask.mean() < 5e-3
     with fits.open(result.fits_output) as hdul, fits.open(src) as original:
         header = hdul[0].header
         assert header["CRMODEL"] == "generic-HST" and header["CRWHASH"] == result.provenance.weight_hash
         assert header["CRNPIX"] == int(expected["mask"].sum()) > 0
         assert "deepcr-dask" in str(header["HISTORY"])
         assert ((hdul["DQ", 1].data & 8192) != 0).sum() == int(expected["mask"].sum())
+        changed = hdul["SCI", 1].data != original["SCI", 1].data
+        assert changed.any() and not (changed & ~chip.mask).any()  # only flagged pixels change
+        # ERR at the replaced pixels: the Poisson and read noise of the new value (4.71 e- read noise).
+        err = hdul["ERR", 1].data[chip.mask]
+        np.testing.assert_allclose(err, np.sqrt(np.clip(chip.cleaned[chip.mask], 0, None) + 4.71**2), rtol=1e-5)
+    rows = result.rows({"path": str(src)})
+    assert rows[0]["status"] == "done" and rows[0]["zarr_group"] == result.zarr_groups["SCI,1"]
+
+    suspect = clean_file(src, CleanOptions(model="ACS-WFC-F814W-2-32"), output=tmp_path / "suspect.fits")
+    chip = suspect.chips[0]
+    assert chip.suspect and not chip.inpainted
+    assert any("over 3x" in r for r in chip.suspect) and any("stars" in r for r in chip.suspect)
+    with fits.open(suspect.fits_output) as hdul, fits.open(src) as original:
         np.testing.assert_array_equal(hdul["SCI", 1].data, original["SCI", 1].data)  # flagged, not inpainted
         np.testing.assert_array_equal(hdul["ERR", 1].data, original["ERR", 1].data)
-    rows = result.rows({"path": str(src)})
+        assert ((hdul["DQ", 1].data & 8192) != 0).sum() == int(chip.mask.sum())
+    rows = suspect.rows({"path": str(src)})
     assert rows[0]["status"] == "suspect" and "stars" in rows[0]["error"]
-    assert rows[0]["zarr_group"] == result.zarr_groups["SCI,1"]
-
-    asked = clean_file(src, CleanOptions(inpaint_suspect=True), output=tmp_path / "inpainted.fits")
+    asked = clean_file(src, CleanOptions(model="ACS-WFC-F814W-2-32", inpaint_suspect=True),
+                       output=tmp_path / "inpainted.fits")
     flagged = asked.chips[0].mask
     with fits.open(asked.fits_output) as hdul, fits.open(src) as original:
         replaced = hdul["SCI", 1].data[flagged] != original["SCI", 1].data[flagged]
         assert replaced.mean() > 0.9
-        # ERR at the replaced pixels: the Poisson and read noise of the new value (4.71 e- read noise).
-        err = hdul["ERR", 1].data[flagged]
-        np.testing.assert_allclose(err, np.sqrt(np.clip(asked.chips[0].cleaned[flagged], 0, None) + 4.71**2),
-                                   rtol=1e-5)
 
 
 def test_a_large_chip_through_dask_on_threads_equals_one_piece(tmp_path):
