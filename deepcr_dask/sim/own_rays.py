@@ -65,12 +65,16 @@ def local_noise(image, read_noise: float) -> np.ndarray:
 
 def source_pixels(image, ignore) -> np.ndarray:
     """Stars, galaxies and sky lines: where a 5x5 median (which removes cosmic rays) is 1.5 sigma above the
-    sky, grown by 2 px."""
+    sky, grown by 2 px.
+
+    Beyond the frame's edge the median sees sky, not a mirror of the edge: mirrored, a cosmic ray on the
+    edge row fills its own 5x5 window and passes for a source.
+    """
     image, ignore = np.asarray(image), np.asarray(ignore, bool)
     valid = image[~ignore]
     sky = float(np.median(valid))
     sigma = 1.4826 * float(np.median(np.abs(valid - sky)))
-    smooth = ndimage.median_filter(np.where(ignore, sky, image), size=5)
+    smooth = ndimage.median_filter(np.where(ignore, sky, image), size=5, mode="constant", cval=sky)
     return ndimage.binary_dilation(smooth > sky + 1.5 * sigma, iterations=2)
 
 
