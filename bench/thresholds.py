@@ -21,13 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import deepcr_dask as dcr
 from deepcr_dask import thresholds, zoo
 from deepcr_dask.evaluate.benchmark import BenchmarkConfig
-from deepcr_dask.evaluate.methods import prepare_inputs
-from deepcr_dask.evaluate.scenes import build_scenes
+from deepcr_dask.evaluate.scenes import build_scenes, pooled_probabilities
 
 FIELDS = {"wfpc2": 6, "saao": 4, "gmos": 10}  # realisations
 CHIPS = (2, 3)  # NGC 4151 WF3, WF4: held out from every model trained here
@@ -43,13 +40,7 @@ def scenes():
 
 def calibrate(name: str, samples) -> dict:
     cleaner = dcr.Cleaner(name, device="cpu")
-    probs, truths, ignores = [], [], []
-    for sample in samples:
-        inputs = prepare_inputs(sample.image, sample.ignore)
-        probs.append(cleaner.probability(inputs.image, inputs.ignore).ravel())
-        truths.append(sample.truth.ravel())
-        ignores.append(inputs.ignore.ravel())
-    prob, truth, ignore = (np.concatenate(a) for a in (probs, truths, ignores))
+    prob, truth, ignore = pooled_probabilities(cleaner, samples)
     by_fpr = thresholds.calibrate_thresholds(prob, truth, ignore)
     positives = prob[truth & ~ignore]
     tpr = {k: float((positives > v).mean()) for k, v in by_fpr.items()}

@@ -24,8 +24,7 @@ import numpy as np
 import deepcr_dask as dcr
 from deepcr_dask import zoo
 from deepcr_dask.evaluate.benchmark import BenchmarkConfig
-from deepcr_dask.evaluate.methods import prepare_inputs
-from deepcr_dask.evaluate.scenes import build_scenes
+from deepcr_dask.evaluate.scenes import build_scenes, pooled_probabilities
 
 MODELS = ("ACS-WFC", "ACS-WFC-F606W-2-32", "ACS-WFC-F435W-2-32", "ACS-WFC-F814W-2-32", "ACS-WFC-F606W-2-4")
 FIELDS = {"wfpc2": 1, "saao": 2, "gmos": 4}
@@ -52,13 +51,7 @@ def main() -> int:
                 cleaner = dcr.Cleaner(name, device="cpu")
                 cells = []
                 for samples in scenes.values():
-                    probs, truths, ignores = [], [], []
-                    for sample in samples:
-                        inputs = prepare_inputs(sample.image, sample.ignore)
-                        probs.append(cleaner.probability(inputs.image, inputs.ignore).ravel())
-                        truths.append(sample.truth.ravel())
-                        ignores.append(inputs.ignore.ravel())
-                    prob, truth, ignore = (np.concatenate(a) for a in (probs, truths, ignores))
+                    prob, truth, ignore = pooled_probabilities(cleaner, samples)
                     flagged = float((prob[~ignore & ~truth] > listed.threshold).mean())
                     cells.append(f"{_tpr(prob, truth, ignore, 1e-4):.3f} / {_tpr(prob, truth, ignore, 5e-4):.3f}, "
                                  f"{flagged:.2%}")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .benchmark import BenchmarkConfig
 
 __all__ = ["FOOTPRINT_FILE", "INJECTION_RATES", "REAL_FIELDS", "SIM_FIELDS", "build_scenes", "injected_scenes",
-           "simulated_scenes"]
+           "pooled_probabilities", "simulated_scenes"]
 
 SIM_FIELDS = ("sparse", "globular", "galaxy")
 FOOTPRINT_FILE = CATALOGUE_NAME
@@ -72,6 +72,20 @@ def simulated_scenes(field: str, shape: tuple[int, int], seeds: Sequence[int], e
                   for name in ("image", "truth", "ignore", "clean", "noise_sigma", "charge")}
         scenes.append(replace(s, **arrays, name=f"{field}-s{seed}", field=field))
     return scenes
+
+
+def pooled_probabilities(cleaner, scenes: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A Cleaner's probabilities over ``scenes``, flattened and pooled: ``(probability, truth, ignore)``,
+    each scene given the evaluation's inputs (:func:`~deepcr_dask.evaluate.methods.prepare_inputs`)."""
+    from .methods import prepare_inputs
+
+    probs, truths, ignores = [], [], []
+    for scene in scenes:
+        inputs = prepare_inputs(scene.image, scene.ignore)
+        probs.append(cleaner.probability(inputs.image, inputs.ignore).ravel())
+        truths.append(scene.truth.ravel())
+        ignores.append(inputs.ignore.ravel())
+    return tuple(np.concatenate(a) for a in (probs, truths, ignores))
 
 
 def build_scenes(field_type: str, config: BenchmarkConfig) -> list[Sample]:
