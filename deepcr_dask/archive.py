@@ -313,7 +313,6 @@ def _scan(todo: list[str], options: CleanOptions) -> tuple[list[ExposureInfo], l
 
 def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report) -> None:
     from distributed import as_completed, performance_report
-    from tqdm.auto import tqdm
 
     from .engine import TorchThreadsPlugin, ensure_plugin
 
@@ -333,8 +332,7 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
         limit = max_in_flight or 2 * threads
         gpu = any("GPU" in (w.get("resources") or {}) for w in client.scheduler_info()["workers"].values())
         report_ctx = performance_report(filename=str(report)) if report else contextlib.nullcontext()
-        with report_ctx, tqdm(total=len(infos), unit="file", disable=not progress, dynamic_ncols=True,
-                              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+        with report_ctx, _progress(len(infos), progress) as bar:
             pending = iter(groups)
             futures = as_completed(with_results=False)
             submitted = {}
@@ -371,6 +369,47 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
     finally:
         if owned is not None:
             owned.close()
+
+
+class _PlainProgress:
+    """Progress as whole lines for logs (SLURM output files): no carriage returns, one line every
+    ``interval`` seconds and one at the end."""
+
+    def __init__(self, total: int, interval: float = 30.0, stream=None):
+        self.total, self.interval, self.stream = total, interval, stream or sys.stderr
+        self.done, self.extra, self.start = 0, {}, time.monotonic()
+        self.last = self.start
+
+    def __enter__(self):
+        return self
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval or self.done >= self.total:
+            self.last = now
+            self._line(now)
+
+    def set_postfix(self, refresh: bool = False, **values) -> None:
+        self.extra = values
+
+    def _line(self, now: float) -> None:
+        minutes = max(now - self.start, 1e-9) / 60.0
+        extra = "".join(f", {v} {k}" for k, v in self.extra.items())
+        print(f"deepcr-dask: {self.done}/{self.total} files{extra} ({self.done / minutes:.1f} files/min)",
+              file=self.stream, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar on a terminal, plain lines every 30 s elsewhere, nothing when disabled."""
+    from tqdm.auto import tqdm
+
+    if enabled and not sys.stderr.isatty():
+        return _PlainProgress(total)
+    return tqdm(total=total, unit="file", disable=not enabled, dynamic_ncols=True, mininterval=1.0)
 
 
 def _tally(rows: list[dict], summary: ArchiveSummary) -> None:

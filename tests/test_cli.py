@@ -93,3 +93,19 @@ def test_version_and_an_archive_run_over_tls(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "scheduler tls://" in result.stderr  # the run's client, scheduler and worker spoke TLS
     assert (tmp_path / "out" / "jtls01q_flc_crclean.fits").is_file()
+
+
+def test_archive_progress_off_a_terminal_is_plain_lines(tmp_path):
+    from conftest import synthetic_frame
+
+    from deepcr_dask.demo import write_flc
+
+    for i in range(2):
+        sci, _ = synthetic_frame((64, 96), seed=60 + i, n_rays=5)
+        write_flc(tmp_path / "in" / f"jpro{i}q_flc.fits", [(sci, np.sqrt(np.abs(sci) + 25),
+                                                             np.zeros(sci.shape, np.int16))], rootname=f"jpro{i}q")
+    result = _run("archive", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--workers", "1",
+                  "--model", "generic-HST", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr  # a SLURM log gets lines, not a redrawn bar
+    assert "deepcr-dask: 2/2 files, 0 failed, 0 suspect (" in result.stderr
