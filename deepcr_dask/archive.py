@@ -403,11 +403,18 @@ class _PlainProgress:
         return None
 
 
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel, where tqdm.auto draws a widget (its stderr is no terminal)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def _progress(total: int, enabled: bool):
-    """A tqdm bar on a terminal, plain lines every 30 s elsewhere, nothing when disabled."""
+    """A tqdm bar on a terminal or in a notebook, plain lines every 30 s elsewhere, nothing when disabled."""
     from tqdm.auto import tqdm
 
-    if enabled and not sys.stderr.isatty():
+    if enabled and not sys.stderr.isatty() and not _in_notebook():
         return _PlainProgress(total)
     return tqdm(total=total, unit="file", disable=not enabled, dynamic_ncols=True, mininterval=1.0)
 
