@@ -141,7 +141,7 @@ def _histogram(rows: list[dict], expected: list[float]) -> str:
     return _png(fig)
 
 
-def _expected(fits_output: str | None, instrument: str | None) -> float | None:
+def _expected(fits_output: str | None) -> float | None:
     from astropy.io import fits
 
     from .gates import expected_fraction
@@ -192,7 +192,7 @@ def write_report(output_dir: str | os.PathLike, path: str | os.PathLike | None =
     for _, chips in files:
         counts[file_status(chips)] += 1
     cleaned = [r for r in rows if r["status"] in ("done", "suspect")]
-    expected = [_expected(r["fits_output"], r["instrument"]) for r in cleaned]
+    expected = [_expected(r["fits_output"]) for r in cleaned]
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>deepcr-dask run report</title>",
              "<style>body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}.failed{color:#b00}.suspect{color:#c60}"

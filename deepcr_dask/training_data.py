@@ -11,10 +11,14 @@ frames, never pixels of one frame on both sides.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .train import Pairs
 
 __all__ = ["frames_from_names", "mixed_pairs", "real_pairs"]
 
@@ -58,6 +62,7 @@ def real_pairs(frames: Sequence, n: int, patch: int = 128, seed: int = 0, *, ray
     if not frames:
         raise InputError("no real frames to cut training patches from")
     catalogue = footprint_catalogue()
+    mean_pixels = float(np.mean(catalogue.n_pixels))  # of an unrescaled footprint
     rng = np.random.default_rng(seed)
     images, labels, ignores, truths = [], [], [], []
     for i in range(n):
@@ -74,7 +79,6 @@ def real_pairs(frames: Sequence, n: int, patch: int = 128, seed: int = 0, *, ray
             clean, ignore = clean[:, ::-1], ignore[:, ::-1]
         clean, ignore = np.ascontiguousarray(clean), np.ascontiguousarray(ignore)
         if rng.random() < raw_fraction:
-            mean_pixels = float(np.mean(catalogue.n_pixels))
             count = max(1, int(rng.poisson(ray_fraction * patch * patch / mean_pixels)))
             injection = inject_catalogue_footprints(clean, catalogue, count, rng)
         else:
@@ -96,7 +100,7 @@ def real_pairs(frames: Sequence, n: int, patch: int = 128, seed: int = 0, *, ray
     return Pairs(images_a, np.stack(labels).astype(np.float32), ignores_a, np.stack(truths))
 
 
-def mixed_pairs(parts: Sequence) -> object:
+def mixed_pairs(parts: Sequence) -> Pairs:
     """One :class:`~deepcr_dask.train.Pairs` from several (real and simulated), in order."""
     from .train import Pairs
 

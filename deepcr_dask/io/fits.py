@@ -354,13 +354,10 @@ def chip_header(path: str | os.PathLike, chip: ChipInfo) -> fits.Header:
     """The chip's FITS header: its extension's, merged over the primary's for the keywords it lacks
     (TELESCOP, INSTRUME, EXPTIME... live in the primary of an FLT)."""
     with _open(path) as hdul:
-        header = hdul[0].header.copy() if chip.hdu else fits.Header()
-        for card in hdul[chip.hdu].header.cards:
-            if card.keyword in ("", "COMMENT", "HISTORY"):
-                continue
-            header[card.keyword] = (card.value, card.comment)
-        if chip.hdu == 0:
-            header = hdul[0].header.copy()
+        header = hdul[0].header.copy()
+        for card in hdul[chip.hdu].header.cards if chip.hdu else ():
+            if card.keyword not in ("", "COMMENT", "HISTORY"):
+                header[card.keyword] = (card.value, card.comment)
     for key in ("XTENSION", "PCOUNT", "GCOUNT", "EXTEND", "SIMPLE"):
         header.remove(key, ignore_missing=True, remove_all=True)
     return header

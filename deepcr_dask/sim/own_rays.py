@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["elongated_components", "find_own_cosmic_rays", "local_noise", "protected_sources", "source_pixels"]
+__all__ = ["elongated_components", "find_own_cosmic_rays", "grow_disk", "local_noise", "protected_sources",
+           "source_pixels"]
 
 
 def find_own_cosmic_rays(
@@ -50,10 +51,17 @@ def find_own_cosmic_rays(
     box = np.ones((3, 3), bool)
     for _ in range(2):  # grow into neighbours that are significant at a lower level
         mask |= ndimage.binary_dilation(mask, box) & (sig_clean > sigclip * sigfrac)
-    if grow > 0:
-        yy, xx = np.mgrid[-grow : grow + 1, -grow : grow + 1]
-        mask = ndimage.binary_dilation(mask, yy**2 + xx**2 <= grow**2 + grow)
+    mask = grow_disk(mask, grow)
     return mask if protect is None else mask & ~np.asarray(protect, bool)
+
+
+def grow_disk(mask, radius: int) -> np.ndarray:
+    """``mask`` dilated by a disk of ``radius`` pixels (unchanged for radius 0)."""
+    mask = np.asarray(mask, bool)
+    if radius <= 0 or not mask.any():
+        return mask
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return ndimage.binary_dilation(mask, yy**2 + xx**2 <= radius**2 + radius)
 
 
 def local_noise(image, read_noise: float) -> np.ndarray:
@@ -103,16 +111,14 @@ def elongated_components(seeds, *, min_length: float = 4.0, min_ratio: float = 2
     return out
 
 
-def protected_sources(image, ignore, read_noise: float, *, grow: int = 2) -> np.ndarray:
+def protected_sources(image, ignore, read_noise: float, *, grow: int = 2, seeds=None) -> np.ndarray:
     """Sources whose pixels must count in an evaluation (:func:`source_pixels`), less elongated rays on them.
 
     A long cosmic ray survives the 5x5 median that finds sources, so a plain source mask would protect it
-    and count its pixels as false positives of every method that finds it.
+    and count its pixels as false positives of every method that finds it. ``seeds``: the finder's
+    ungrown mask (``find_own_cosmic_rays(..., grow=0)``), when the caller has it already.
     """
     image = np.asarray(image, np.float64)
-    seeds = find_own_cosmic_rays(image, local_noise(image, read_noise), grow=0)
-    rays = elongated_components(seeds)
-    if grow > 0 and rays.any():
-        yy, xx = np.mgrid[-grow : grow + 1, -grow : grow + 1]
-        rays = ndimage.binary_dilation(rays, yy**2 + xx**2 <= grow**2 + grow)
-    return source_pixels(image, ignore) & ~rays
+    if seeds is None:
+        seeds = find_own_cosmic_rays(image, local_noise(image, read_noise), grow=0)
+    return source_pixels(image, ignore) & ~grow_disk(elongated_components(seeds), grow)

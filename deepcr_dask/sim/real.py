@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data import real_data_dir
 from .instruments import Instrument, get_instrument
-from .own_rays import find_own_cosmic_rays, local_noise, protected_sources
+from .own_rays import find_own_cosmic_rays, grow_disk, local_noise, protected_sources
 
 __all__ = ["CROWDED_FIELDS", "REAL_FIELDS", "RealFrame", "crop_to_multiple", "own_rays", "real_frames"]
 
@@ -108,8 +108,8 @@ def own_rays(image, ignore, read_noise: float, *, crowded: bool = False) -> np.n
     sources: :func:`~deepcr_dask.sim.own_rays.protected_sources`); none in a crowded field."""
     if crowded:
         return np.zeros(np.shape(image), bool)
-    return find_own_cosmic_rays(image, local_noise(image, read_noise),
-                                protect=protected_sources(image, ignore, read_noise))
+    seeds = find_own_cosmic_rays(image, local_noise(image, read_noise), grow=0)  # once, for both uses
+    return grow_disk(seeds, 2) & ~protected_sources(image, ignore, read_noise, seeds=seeds)
 
 
 def real_frames(field: str, folder: str | os.PathLike | None = None, *, chips: Sequence[int] = (0, 1, 2, 3),
