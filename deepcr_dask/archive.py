@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,11 +29,13 @@ from ._version import __version__
 from .errors import InputError
 from .gates import run_outliers
 from .groups import Group, group_exposures
+from .io import remote
 from .io import zarr as zarr_io
 from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ExposureInfo, SkipFile
-from .layout import MANIFEST_NAME, Layout, discover
-from .manifest import Manifest
+from .layout import Layout, discover
+from .manifest import Manifest, default_manifest_path
 from .pipeline import DASK_CHIP_PIXELS, CleanOptions, clean_file, clean_group, open_for_cleaning
+from .staging import needs_staging, run_staged, staged_group
 
 __all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file", "process_group"]
 
@@ -56,6 +58,7 @@ class ArchiveSummary:
     output_dir: str = ""
     zarr_path: str | None = None
     strict: bool = False
+    manifest_path: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -89,9 +92,8 @@ class ArchiveSummary:
 
 
 def _base(path: str, options: CleanOptions) -> dict:
-    stat = os.stat(path)
-    return {"path": path, "size": stat.st_size, "mtime": stat.st_mtime, "options": options.key(),
-            "version": __version__}
+    size, mtime = remote.stamp(path)
+    return {"path": path, "size": size, "mtime": mtime, "options": options.key(), "version": __version__}
 
 
 def _failure(path: str, exc: BaseException, options: CleanOptions, start: float, status: str = "failed") -> dict:
@@ -100,9 +102,25 @@ def _failure(path: str, exc: BaseException, options: CleanOptions, start: float,
         message = f"{path}: {type(exc).__name__}: {message}"
     try:
         base = _base(path, options)
-    except OSError:
+    except (OSError, InputError):
         base = {"path": path, "options": options.key(), "version": __version__}
     return {**base, "chip": "", "status": status, "error": message, "seconds": time.perf_counter() - start}
+
+
+def _output_location(output_dir: str | os.PathLike) -> Path | str:
+    """A local output folder (made, absolute) or an object-store URL (checked reachable)."""
+    if remote.is_url(output_dir):
+        url = str(output_dir).rstrip("/")
+        fs, path = remote.filesystem(url)
+        bucket = path.split("/")[0]
+        try:
+            fs.ls(bucket)  # a missing bucket or refused credentials, said before any work
+        except Exception as exc:
+            raise remote.storage_error(url, exc) from None
+        return url
+    output = Path(remote.local_path(output_dir)).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    return output
 
 
 def scan_file(path: str, options: CleanOptions) -> tuple[ExposureInfo | None, dict | None]:
@@ -123,8 +141,16 @@ def process_file(path: str, layout: Layout, zarr_path: str | None, options: Clea
     """
     start = time.perf_counter()
     try:
-        result = clean_file(path, options, output=layout.fits_output(path), zarr_path=zarr_path,
-                            zarr_name=layout.zarr_name(path))
+        if needs_staging([path], layout, zarr_path):  # an object store: through a local copy
+            def clean(inputs, outputs, store):
+                local = inputs[path]
+                return [clean_file(local, options, output=outputs[local], zarr_path=store,
+                                   zarr_name=layout.zarr_name(path), source=path)]
+
+            result, = run_staged([path], layout, zarr_path, clean, write_fits=options.write_fits)
+        else:
+            result = clean_file(path, options, output=layout.fits_output(path), zarr_path=zarr_path,
+                                zarr_name=layout.zarr_name(path))
         return result.rows(_base(path, options))
     except SkipFile as exc:
         return [_failure(path, exc, options, start, "skipped")]
@@ -136,8 +162,17 @@ def process_group(group: Group, layout: Layout, zarr_path: str | None, options: 
     """Clean repeat exposures together (runs on a worker); the rows of every file of the group."""
     start = time.perf_counter()
     try:
-        results = clean_group(group, options, outputs={p: layout.fits_output(p) for p in group.paths},
-                              zarr_path=zarr_path, zarr_names={p: layout.zarr_name(p) for p in group.paths})
+        if needs_staging(group.paths, layout, zarr_path):  # an object store: through local copies
+            def clean(inputs, outputs, store):
+                found = clean_group(staged_group(group, inputs), options, outputs=outputs, zarr_path=store,
+                                    zarr_names={inputs[p]: layout.zarr_name(p) for p in group.paths},
+                                    sources={inputs[p]: p for p in group.paths})
+                return [replace(result, group=f"{group.key}: {group.note}") for result in found]
+
+            results = run_staged(group.paths, layout, zarr_path, clean, write_fits=options.write_fits)
+        else:
+            results = clean_group(group, options, outputs={p: layout.fits_output(p) for p in group.paths},
+                                  zarr_path=zarr_path, zarr_names={p: layout.zarr_name(p) for p in group.paths})
         return [row for result in results for row in result.rows(_base(result.path, options))]
     except Exception as exc:  # the group's files fail together, with the reason; the run goes on
         return [_failure(path, exc, options, start) for path in group.paths]
@@ -161,7 +196,7 @@ def _outputs_exist(rows: list[dict], zarr_path: str | None, options: CleanOption
     for row in rows:
         if row["status"] not in ("done", "suspect"):
             continue
-        if options.write_fits and not (row["fits_output"] and Path(row["fits_output"]).is_file()):
+        if options.write_fits and not (row["fits_output"] and remote.exists(row["fits_output"])):
             return False
         if zarr_path and not (row["zarr_group"] and zarr_io.is_complete(zarr_path, row["zarr_group"])):
             return False
@@ -207,6 +242,7 @@ def process_archive(
     strict: bool = False,
     use_groups: bool = True,
     fpr: float | None = None,
+    manifest: str | os.PathLike | None = None,
 ) -> ArchiveSummary:
     """Clean every FITS file under ``inputs`` and record the results.
 
@@ -214,11 +250,16 @@ def process_archive(
     ----------
     inputs : path, folder, glob, or a list of them
         Folders are searched recursively for ``*.fits`` (``.fit``, ``.fts``, ``.fits.gz``).
-    output_dir : path
-        Cleaned FITS copies mirroring the input tree (``<folder>/<name>_crclean.fits``) and
-        ``manifest.sqlite`` go here; it may be the input folder itself, inside it, or above it.
-    zarr_path : path, optional
+        Any of them may be a URL of an object store (``s3://bucket/visit1/``; all inputs then in one store),
+        read with the filesystem's own credentials (:mod:`deepcr_dask.io.remote`).
+    output_dir : path or URL
+        Cleaned FITS copies mirroring the input tree (``<folder>/<name>_crclean.fits``) and, for a local
+        folder, ``manifest.sqlite`` go here; it may be the input folder itself, inside it, or above it.
+    zarr_path : path or URL, optional
         Zarr v3 store for masks and cleaned images (one group per exposure and chip).
+    manifest : path, optional
+        The run's SQLite manifest (always a local file). Default: ``manifest.sqlite`` in a local output
+        folder; for an output URL, a file named after it under ``~/.cache/deepcr-dask/manifests``.
     cluster : str, ClusterHandle, distributed.Client or None
         ``"local"`` (default), ``"cuda"``, ``"slurm"``, a scheduler address, or an existing client.
     model, inpaint, threshold
@@ -256,45 +297,49 @@ def process_archive(
     ArchiveSummary
     """
     start = time.perf_counter()
-    output = Path(output_dir).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    output = _output_location(output_dir)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    zarr_path = str(Path(zarr_path).resolve()) if zarr_path else None
+    if zarr_path:
+        zarr_path = str(zarr_path).rstrip("/") if remote.is_url(zarr_path) else \
+            str(Path(remote.local_path(zarr_path)).resolve())
     files, root = discover(inputs, zarr_path=zarr_path, include=include, exclude=exclude)
     layout = Layout(root, output)
     options = CleanOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
                            crmask_extension, probability, device, kernels, dask_chip_pixels or DASK_CHIP_PIXELS,
                            clean_anyway=tuple(clean_anyway), inpaint_suspect=inpaint_suspect, use_groups=use_groups,
                            fpr=fpr)
-    if zarr_path:
+    if zarr_path and not remote.is_url(zarr_path):
         zarr_io.clear_temporary(zarr_path)
-    for stale in output.rglob(".*.tmp"):
-        stale.unlink(missing_ok=True)
-    manifest = Manifest(output / MANIFEST_NAME)
-    summary = ArchiveSummary(output_dir=str(output), zarr_path=zarr_path, strict=strict)
+    if isinstance(output, Path):
+        for stale in output.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    manifest_path = Path(manifest) if manifest else default_manifest_path(output)
+    manifest_db = Manifest(manifest_path)
+    summary = ArchiveSummary(output_dir=str(output), zarr_path=zarr_path, strict=strict,
+                             manifest_path=str(manifest_path))
     todo = []
-    for path in files:
-        stat = path.stat()
-        rows = None if overwrite else manifest.completed(str(path), stat.st_size, stat.st_mtime, options.key(),
-                                                         version=__version__, weight_hash=_weight_hash)
+    for path in map(str, files):
+        size, mtime = remote.stamp(path)
+        rows = None if overwrite else manifest_db.completed(path, size, mtime, options.key(),
+                                                            version=__version__, weight_hash=_weight_hash)
         if rows is not None and _outputs_exist(rows, zarr_path, options):
-            summary.already_done.append(str(path))
+            summary.already_done.append(path)
         else:
-            todo.append(str(path))
+            todo.append(path)
     try:
         if todo:
-            _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report)
+            _run(todo, layout, zarr_path, options, cluster, manifest_db, summary, max_in_flight, progress, report)
     finally:
         this_run = set(map(str, files))
         fractions = {}
-        for row in manifest.rows():
+        for row in manifest_db.rows():
             if row["path"] in this_run and row["status"] in ("done", "suspect"):
                 summary.cr_pixels += row["cr_pixels"] or 0
                 summary.pixels += row["pixels"] or 0
                 fractions[(row["path"], row["chip"])] = (row["instrument"] or "", row["cr_fraction"] or 0.0)
         summary.outliers = {f"{path} {chip}": reason for (path, chip), reason in run_outliers(fractions).items()}
-        manifest.close()
+        manifest_db.close()
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -72,7 +72,11 @@ def _archive(args: argparse.Namespace) -> int:
     cluster = args.cluster
     handle = None
     security = {"security": True} if args.tls else {}  # temporary self-signed certificates for this run
-    if cluster == "local" and (args.workers or args.threads_per_worker or args.tls):
+    if args.tls_files:  # the credentials a batch job wrote for its scheduler and workers
+        from .tls import security_from_files
+
+        security = {"security": security_from_files(args.tls_files)}
+    if cluster == "local" and (args.workers or args.threads_per_worker or security):
         from .cluster import make_cluster
 
         local = {"threads_per_worker": args.threads_per_worker or 1, **security}
@@ -80,7 +84,7 @@ def _archive(args: argparse.Namespace) -> int:
             local["n_workers"] = args.workers
         handle = make_cluster("local", **local)
         cluster = handle
-    elif cluster == "slurm" and (args.jobqueue_config or args.workers or args.tls):
+    elif cluster == "slurm" and (args.jobqueue_config or args.workers or security):
         from .cluster import make_cluster
 
         options = {"config": args.jobqueue_config} if args.jobqueue_config else {}
@@ -88,7 +92,7 @@ def _archive(args: argparse.Namespace) -> int:
             options["jobs"] = args.workers
         handle = make_cluster("slurm", **options, **security)
         cluster = handle
-    elif args.tls:
+    elif security:
         from .cluster import make_cluster
 
         handle = make_cluster(cluster, **security)
@@ -101,24 +105,33 @@ def _archive(args: argparse.Namespace) -> int:
             progress=not args.no_progress, report=args.performance_report, device=args.device,
             kernels=args.kernels, dask_chip_pixels=args.dask_chip_pixels, include=args.include or (),
             exclude=args.exclude or (), clean_anyway=tuple(args.clean_anyway), inpaint_suspect=args.inpaint_suspect,
-            strict=args.strict, use_groups=not args.no_groups, fpr=args.fpr,
+            strict=args.strict, use_groups=not args.no_groups, fpr=args.fpr, manifest=args.manifest,
         )
     finally:
         if handle is not None:
             handle.close()
     print(summary.table())
-    print(f"outputs: {summary.output_dir}" + (f"; zarr: {summary.zarr_path}" if summary.zarr_path else ""))
+    print(f"outputs: {summary.output_dir}" + (f"; zarr: {summary.zarr_path}" if summary.zarr_path else "")
+          + f"; manifest: {summary.manifest_path}")
     if args.report:
         from .qa_report import write_report
 
-        print(f"report: {write_report(summary.output_dir)}")
+        print(f"report: {write_report(summary.output_dir, manifest=summary.manifest_path)}")
     return summary.exit_code
 
 
 def _report(args: argparse.Namespace) -> int:
     from .qa_report import write_report
 
-    print(f"wrote {write_report(args.output, args.html)}")
+    print(f"wrote {write_report(args.output, args.html, manifest=args.manifest)}")
+    return 0
+
+
+def _tls_files(args: argparse.Namespace) -> int:
+    from .tls import write_tls_files
+
+    for role, path in write_tls_files(args.folder).items():
+        print(f"{role}: {path}")
     return 0
 
 
@@ -203,9 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_clean)
 
     p = sub.add_parser("archive", help="clean every FITS file under folders or globs, resumably")
-    p.add_argument("inputs", nargs="+", help="files, folders (recursive) or glob patterns")
-    p.add_argument("-o", "--output", required=True, help="output folder (cleaned FITS + manifest.sqlite)")
-    p.add_argument("--zarr", help="Zarr v3 store for masks and cleaned images")
+    p.add_argument("inputs", nargs="+",
+                   help="files, folders (recursive) or glob patterns; or URLs of one object store (s3://...)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder or URL (cleaned FITS; manifest.sqlite in a local folder)")
+    p.add_argument("--zarr", help="Zarr v3 store (path or URL) for masks and cleaned images")
+    p.add_argument("--manifest", help="the run's SQLite manifest, a local file (default: OUTPUT/manifest.sqlite; "
+                                      "for an output URL, under ~/.cache/deepcr-dask/manifests)")
     p.add_argument("--cluster", default="local",
                    help="local | cuda | slurm | tcp://ADDRESS | scheduler-file:PATH (default local)")
     p.add_argument("--workers", type=int, help="worker processes (local) or jobs (slurm)")
@@ -221,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls", "--security", action="store_true", dest="tls",
                    help="TLS between client, scheduler and workers (temporary self-signed certificates); for "
                         "shared clusters")
+    p.add_argument("--tls-files", metavar="DIR",
+                   help="TLS with the CA, certificate and key in DIR (written by `deepcr-dask tls-files DIR`), "
+                        "for a scheduler and workers started with the same files (deploy/slurm)")
     p.add_argument("--include", action="append", metavar="GLOB",
                    help="only files whose path (relative to the inputs' root) or name matches; repeatable")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="leave out matching files; repeatable")
@@ -235,7 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the QA page (HTML) of an archive run's output folder")
     p.add_argument("output", help="the archive run's output folder (with manifest.sqlite)")
     p.add_argument("--html", help="where to write the page (default OUTPUT/report.html)")
+    p.add_argument("--manifest", help="the run's manifest, if --manifest put it elsewhere")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("tls-files", help="write a temporary CA, certificate and key (private folder) for a "
+                                         "scheduler, workers and driver started separately")
+    p.add_argument("folder")
+    p.set_defaults(func=_tls_files)
 
     p = sub.add_parser("demo", help="clean a small built-in archive on the local cluster")
     p.add_argument("--output", default="demo-output")

@@ -13,18 +13,20 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import InputError
+from .io import remote
+from .manifest import MANIFEST_NAME
 from .pipeline import exposure_name
 
 __all__ = ["FITS_SUFFIXES", "OUTPUT_SUFFIX", "Layout", "discover"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
 OUTPUT_SUFFIX = "_crclean.fits"
-MANIFEST_NAME = "manifest.sqlite"
 
 
 def _matches(relative: str, patterns: Sequence[str]) -> bool:
@@ -50,9 +52,12 @@ def discover(inputs: Iterable[str | os.PathLike], *, zarr_path: str | os.PathLik
     InputError
         An input that does not exist.
     """
+    inputs = [str(item) for item in inputs]
+    if any(remote.is_url(item) for item in inputs):
+        return _discover_remote(inputs, zarr_path, include, exclude)
     found: set[Path] = set()
     roots: list[Path] = []
-    for item in inputs:
+    for item in map(remote.local_path, inputs):
         item = str(item)
         matches = [Path(m) for m in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
         if not matches:
@@ -69,8 +74,7 @@ def discover(inputs: Iterable[str | os.PathLike], *, zarr_path: str | os.PathLik
     store = Path(zarr_path).resolve() if zarr_path else None
     files = []
     for path in sorted(p.resolve() for p in found):
-        name = path.name
-        if name.startswith(".") or name.endswith(OUTPUT_SUFFIX) or name == MANIFEST_NAME:
+        if _written_by_run(path.name):
             continue  # hidden, temporary, or written by a run
         if store is not None and path.is_relative_to(store):
             continue
@@ -83,7 +87,38 @@ def discover(inputs: Iterable[str | os.PathLike], *, zarr_path: str | os.PathLik
     return files, root
 
 
-def _relative(path: Path, root: Path) -> str:
+def _discover_remote(inputs: list[str], zarr_path, include: Sequence[str],
+                     exclude: Sequence[str]) -> tuple[list[str], str]:
+    """:func:`discover` for URLs: every input in one store, files as URLs, the root as a URL."""
+    if not all(remote.is_url(item) for item in inputs):
+        raise InputError(f"{', '.join(inputs)}: inputs must all be local or all be URLs of one store")
+    found, roots = set(), []
+    for item in inputs:
+        files, root = remote.find_files(item, FITS_SUFFIXES)
+        found.update(files)
+        roots.append(root)
+    protocols = {r.partition("://")[0] for r in roots}
+    if len(protocols) > 1:
+        raise InputError(f"{', '.join(inputs)}: inputs must all be in one store")
+    root = f"{protocols.pop()}://" + posixpath.commonpath([r.partition("://")[2] for r in roots])
+    store = str(zarr_path).rstrip("/") + "/" if zarr_path else None
+    files = [f for f in sorted(found) if not _written_by_run(f.rpartition("/")[2])
+             and not (store and f.startswith(store))]
+    if include:
+        files = [f for f in files if _matches(_relative(f, root), include)]
+    if exclude:
+        files = [f for f in files if not _matches(_relative(f, root), exclude)]
+    return files, root
+
+
+def _written_by_run(name: str) -> bool:
+    return name.startswith(".") or name.endswith(OUTPUT_SUFFIX) or name == MANIFEST_NAME
+
+
+def _relative(path, root) -> str:
+    if remote.is_url(path):
+        relative = remote.relative_to(str(path), str(root))
+        return relative if relative is not None else str(path).rpartition("/")[2]
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -94,16 +129,19 @@ def _relative(path: Path, root: Path) -> str:
 class Layout:
     """Where the outputs of each input go."""
 
-    root: Path  # the inputs' common root
-    output_dir: Path
+    root: Path | str  # the inputs' common root (a URL for inputs in an object store)
+    output_dir: Path | str  # a local folder or a URL
 
-    def relative(self, path: str | os.PathLike) -> Path:
-        return Path(_relative(Path(path), self.root))
+    def relative(self, path: str | os.PathLike) -> PurePosixPath:
+        return PurePosixPath(_relative(path if remote.is_url(path) else Path(path), self.root))
 
-    def fits_output(self, path: str | os.PathLike) -> Path:
-        """``OUT/<relative folder>/<name>_crclean.fits``."""
+    def fits_output(self, path: str | os.PathLike) -> Path | str:
+        """``OUT/<relative folder>/<name>_crclean.fits`` (a URL when the output folder is one)."""
         relative = self.relative(path)
-        return self.output_dir / relative.parent / f"{exposure_name(relative)}{OUTPUT_SUFFIX}"
+        name = f"{exposure_name(relative)}{OUTPUT_SUFFIX}"
+        if remote.is_url(self.output_dir):
+            return remote.join(str(self.output_dir), relative.parent.as_posix(), name)
+        return Path(self.output_dir) / relative.parent / name
 
     def zarr_name(self, path: str | os.PathLike) -> str:
         """The file's group in the Zarr store: its relative folder and name (``visit1/j8xi01abq_flc``)."""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["COLUMNS", "Manifest"]
+__all__ = ["COLUMNS", "MANIFEST_NAME", "Manifest", "default_manifest_path"]
+
+MANIFEST_NAME = "manifest.sqlite"
 
 COLUMNS = (
     "path", "chip", "status", "seconds", "cr_fraction", "cr_pixels", "pixels", "model", "weight_hash", "threshold",
@@ -81,3 +86,12 @@ class Manifest:
 
     def close(self) -> None:
         self._db.close()
+
+
+def default_manifest_path(output: Path | str) -> Path:
+    """``OUT/manifest.sqlite`` for a local output folder; for a URL, a local file named after it."""
+    if isinstance(output, Path):
+        return output / MANIFEST_NAME
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepcr-dask" / "manifests"
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", output)[-80:].strip("_")
+    return cache / f"{label}-{hashlib.sha256(output.encode()).hexdigest()[:10]}.sqlite"

@@ -148,6 +148,7 @@ def clean_file(
     output: str | os.PathLike | None = None,
     zarr_path: str | os.PathLike | None = None,
     zarr_name: str | None = None,
+    source: str | None = None,
 ) -> FileResult:
     """Clean every chip of one FITS file and write the results.
 
@@ -160,6 +161,8 @@ def clean_file(
         The cleaned FITS copy to write (atomically); none when ``options.write_fits`` is False.
     zarr_path : path-like, optional
         A Zarr store to write each chip's group into, under ``zarr_name`` (default: the file's name).
+    source : str, optional
+        The name to record as the input (default ``path``): the URL of a file fetched from an object store.
 
     Returns
     -------
@@ -179,7 +182,7 @@ def clean_file(
     for chip in info.chips:
         electrons, ignore, out = _clean_chip(info.path, chip, cleaner, provenance.threshold, options)
         chips.append(_gated(info, chip, electrons, ignore, out, options))
-    result = FileResult(info.path, info, chips, provenance)
+    result = FileResult(source or info.path, info, chips, provenance)
     _write(result, options, output, zarr_path, zarr_name)
     result.seconds = time.perf_counter() - start
     return result
@@ -192,6 +195,7 @@ def clean_group(
     outputs: dict[str, str | os.PathLike | None] | None = None,
     zarr_path: str | os.PathLike | None = None,
     zarr_names: dict[str, str] | None = None,
+    sources: dict[str, str] | None = None,
 ) -> list[FileResult]:
     """Clean repeat exposures of one pointing together (:mod:`deepcr_dask.groups`), writing each file's results.
 
@@ -203,6 +207,8 @@ def clean_group(
     outputs, zarr_names : dict, optional
         Per file path: the cleaned FITS copy to write, the name of its Zarr group.
     zarr_path : path-like, optional
+    sources : dict, optional
+        Per file path: the name to record as the input (see :func:`clean_file`).
 
     Returns
     -------
@@ -223,7 +229,8 @@ def clean_group(
     files = []
     seconds = (time.perf_counter() - start) / len(infos)
     for info in infos:
-        result = FileResult(info.path, info, results[info.path], provenance, group=f"{group.key}: {group.note}")
+        result = FileResult((sources or {}).get(info.path, info.path), info, results[info.path], provenance,
+                            group=f"{group.key}: {group.note}")
         _write(result, options, (outputs or {}).get(info.path), zarr_path, (zarr_names or {}).get(info.path))
         result.seconds = seconds
         files.append(result)
@@ -326,7 +333,7 @@ def _write(result: FileResult, options: CleanOptions, output, zarr_path, zarr_na
             arrays = {"mask": chip.mask.astype(np.uint8), "cleaned": chip.cleaned}
             if options.probability:
                 arrays["probability"] = np.asarray(chip.probability, np.float32)
-            attrs = {**provenance.as_dict(), "source": info.path, "chip": chip.chip.name, "units": "electrons",
+            attrs = {**provenance.as_dict(), "source": result.path, "chip": chip.chip.name, "units": "electrons",
                      "input_units": info.units, "electrons_per_input_unit": chip.chip.factor,
                      "unit_notes": list(info.notes), "instrument": info.instrument, "detector": info.detector,
                      "dq_bit": options.dq_bit, "suspect": list(chip.suspect), "inpainted": chip.inpainted,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .io import remote
 
 __all__ = ["write_report"]
 
@@ -50,14 +51,12 @@ def _stretch(image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarr
 def _chip_arrays(source: str, fits_output: str, chip_name: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(image as it came in, cosmic-ray mask) of one chip: the mask from the cleaned copy's DQ bit or CRMASK,
     the pixels from the input (the rays are gone from the copy), or from the copy if the input has moved."""
-    from astropy.io import fits
-
-    from .io.fits import inspect_file, read_chip
+    from .io.fits import _open, inspect_file, read_chip
 
     try:
         info = inspect_file(fits_output)
         chip = next(c for c in info.chips if c.name == chip_name)
-        with fits.open(fits_output) as hdul:
+        with _open(fits_output) as hdul:
             data = hdul[chip.hdu].data
             image = np.asarray(data[chip.plane] if chip.plane is not None else data, np.float32)
             bit = int(hdul[0].header.get("CRBIT", 8192))
@@ -69,7 +68,7 @@ def _chip_arrays(source: str, fits_output: str, chip_name: str) -> tuple[np.ndar
                 mask = (np.asarray(hdul[chip.dq_hdu].data).astype(np.int64) & bit) != 0
             else:
                 mask = np.zeros(image.shape, bool)
-        if os.path.exists(source):
+        if remote.exists(source):
             original = next((c for c in inspect_file(source).chips if c.name == chip_name), None)
             if original is not None:
                 image = read_chip(source, original, ignore_bits=0)[0]
@@ -142,39 +141,45 @@ def _histogram(rows: list[dict], expected: list[float]) -> str:
 
 
 def _expected(fits_output: str | None) -> float | None:
-    from astropy.io import fits
-
     from .gates import expected_fraction
+    from .io.fits import _open
 
-    if not fits_output or not os.path.exists(fits_output):
-        return None
     try:
-        header = fits.getheader(fits_output)
-    except OSError:
+        if not fits_output or not remote.exists(fits_output):
+            return None
+        with _open(fits_output) as hdul:
+            header = hdul[0].header
+    except (OSError, InputError):
         return None
     exptime = header.get("EXPTIME")
     return expected_fraction(float(exptime) if exptime else None, space=header.get("TELESCOP") == "HST")
 
 
 def write_report(output_dir: str | os.PathLike, path: str | os.PathLike | None = None, *,
-                 max_chips: int = 200) -> Path:
+                 max_chips: int = 200, manifest: str | os.PathLike | None = None) -> Path:
     """Write the QA page of the archive run in ``output_dir``; returns its path.
 
     Parameters
     ----------
-    output_dir : path
-        An archive run's output folder (with ``manifest.sqlite``).
+    output_dir : path or URL
+        An archive run's output folder (with ``manifest.sqlite``), or its output URL.
     path : path, optional
-        Where to write (default ``output_dir/report.html``); written to a temporary name, then renamed.
+        Where to write (default ``output_dir/report.html``, or beside the manifest for an output URL);
+        written to a temporary name, then renamed.
     max_chips : int
         Chips drawn (failed and suspect first); the others are listed without pictures.
+    manifest : path, optional
+        The run's manifest, where ``--manifest`` put it (default: where the run keeps it by default).
     """
-    from .manifest import Manifest
+    from .manifest import Manifest, default_manifest_path
 
-    output = Path(output_dir)
-    manifest_path = output / "manifest.sqlite"
+    output = str(output_dir) if remote.is_url(output_dir) else Path(remote.local_path(output_dir))
+    manifest_path = Path(manifest) if manifest else default_manifest_path(output if remote.is_url(output)
+                                                                          else output.resolve())
     if not manifest_path.is_file():
-        raise InputError(f"{output}: no manifest.sqlite here; not the output folder of an archive run")
+        if manifest is None and not remote.is_url(output):
+            raise InputError(f"{output}: no manifest.sqlite here; not the output folder of an archive run")
+        raise InputError(f"{manifest_path}: no manifest here for {output} (give the run's --manifest)")
     manifest = Manifest(manifest_path)
     try:
         rows = manifest.rows()
@@ -227,7 +232,8 @@ def write_report(output_dir: str | os.PathLike, path: str | os.PathLike | None =
                          f"<img alt='{html.escape(title)}' src='{_chip_figure(*arrays, title)}'></div>")
             drawn += 1
     parts.append("</body></html>")
-    target = Path(path) if path else output / "report.html"
+    target = Path(path) if path else (manifest_path.with_suffix(".html") if remote.is_url(output)
+                                      else output / "report.html")
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text("\n".join(parts), encoding="utf-8")
     os.replace(tmp, target)

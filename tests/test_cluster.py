@@ -7,6 +7,7 @@ skips, saying why, when ``sinfo`` is absent or the node is not up.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
+from astropy.io import fits
 
 import deepcr_dask as dcr
 from deepcr_dask.cluster import (
@@ -309,3 +311,33 @@ def test_real_slurm_cluster_cleans_like_the_cleaner(tmp_path):
         remaining = _queue("%i")
     assert not [j for j in remaining if j in job_ids], f"worker jobs still queued after close: {remaining}"
     assert remaining == [], f"squeue not empty after close: {remaining}"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_scheduler_file_sbatch_runs_an_archive_over_tls(tmp_path):
+    """The shipped one-job script, as a user submits it: TLS on by default, the archive cleaned."""
+    reason = _slurm_ready()
+    if reason:
+        pytest.skip(reason)
+    from deepcr_dask.demo import write_flc
+
+    sky = _streaked_sky((128, 128))
+    write_flc(tmp_path / "in" / "jtls01q_flc.fits", [(sky, np.sqrt(sky), np.zeros(sky.shape, np.int16))],
+              rootname="jtls01q")
+    log = tmp_path / "job.log"
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable}
+    job = subprocess.run(
+        ["sbatch", "--wait", "--nodes=1", "--ntasks=1", "--ntasks-per-node=1", "--cpus-per-task=1",
+         "--mem-per-cpu=3G", "--time=00:10:00", f"--output={log}", str(REPO / "deploy/slurm/scheduler-file.sbatch"),
+         str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    text = log.read_text() if log.exists() else ""
+    assert job.returncode == 0, f"{job.stdout}{job.stderr}\n{text[-3000:]}"
+    assert "TLS: on" in text and re.search(r"Scheduler at: +tls://", text), text[-3000:]
+    assert "deepcr-dask archive exited with 0" in text
+    out = tmp_path / "out" / "jtls01q_flc_crclean.fits"
+    with fits.open(out) as hdul:
+        assert ((hdul["DQ", 1].data & 8192) != 0).any()
+    assert not list(tmp_path.glob(".dask-tls-*")), "the job's TLS folder outlived it"

@@ -16,6 +16,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import DeepCRDaskError, InputError
+from . import remote
 from .products import Product, classify
 
 __all__ = [
@@ -109,9 +110,20 @@ def _header_text(header, key: str) -> str:
 
 
 def _open(path: str | os.PathLike, memmap: bool = True):
-    """Open read-only; unreadable or non-FITS files become one-line InputErrors."""
+    """Open read-only; unreadable or non-FITS files become one-line InputErrors.
+
+    A URL (``s3://...``) is read through astropy's fsspec support: headers and the sections asked for are
+    fetched by range requests, not the whole file.
+    """
+    if remote.is_url(path):
+        try:
+            return fits.open(str(path), mode="readonly", use_fsspec=True, lazy_load_hdus=False)
+        except (PermissionError, FileNotFoundError) as exc:
+            raise remote.storage_error(str(path), exc) from None
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(f"{path}: not a readable FITS file ({_first_line(exc)})") from None
     try:
-        return fits.open(path, mode="readonly", memmap=memmap, lazy_load_hdus=False)
+        return fits.open(remote.local_path(path), mode="readonly", memmap=memmap, lazy_load_hdus=False)
     except (OSError, ValueError, TypeError, IndexError) as exc:
         raise InputError(f"{path}: not a readable FITS file ({_first_line(exc)})") from None
 
@@ -219,7 +231,7 @@ def _check_complete(path: str, hdul) -> None:
         return  # the decompressor reports truncation itself
     last = hdul.fileinfo(len(hdul) - 1)
     expected = last["datLoc"] + last["datSpan"]
-    actual = os.path.getsize(path)
+    actual = remote.stamp(path)[0]
     if actual < expected:
         raise InputError(f"{path}: truncated FITS file ({actual} of {expected} bytes)")
 
@@ -395,15 +407,19 @@ class _NeedsNoMemmap(Exception):
 def _read_chip(path, chip, ignore_bits, rows, cols, *, memmap: bool) -> tuple[np.ndarray, np.ndarray]:
     with _open(path, memmap=memmap) as hdul:
         try:
-            data = hdul[chip.hdu].data
-            if chip.plane is not None:
-                data = data[chip.plane]
-            if data is None or data.shape != chip.shape:
-                raise InputError(f"{path}: {chip.name}: data missing or of the wrong shape")
-            electrons = np.array(data[rows, cols], dtype=np.float32) * np.float32(chip.factor)
+            if remote.is_url(path):  # only the rows asked for travel: the HDU's section, not its data
+                pixels = _section(hdul[chip.hdu], chip, rows, cols)
+            else:
+                data = hdul[chip.hdu].data
+                if chip.plane is not None:
+                    data = data[chip.plane]
+                if data is None or data.shape != chip.shape:
+                    raise InputError(f"{path}: {chip.name}: data missing or of the wrong shape")
+                pixels = data[rows, cols]
+            electrons = np.array(pixels, dtype=np.float32) * np.float32(chip.factor)
             ignore = np.zeros(electrons.shape, bool)
             if chip.dq_hdu is not None and ignore_bits:
-                dq = _read_dq(hdul, chip, rows, cols, memmap)
+                dq = _read_dq(hdul, chip, rows, cols, memmap, ranged=remote.is_url(path))
                 if dq is not None:
                     ignore = (dq.astype(np.int64) & ignore_bits) != 0
         except (OSError, ValueError, TypeError, IndexError) as exc:
@@ -413,7 +429,19 @@ def _read_chip(path, chip, ignore_bits, rows, cols, *, memmap: bool) -> tuple[np
     return electrons, ignore
 
 
-def _read_dq(hdul, chip: ChipInfo, rows, cols, memmap: bool) -> np.ndarray | None:
+def _section(hdu, chip: ChipInfo, rows: slice, cols: slice) -> np.ndarray:
+    """Rows and columns of a chip read through the HDU's section (a URL: range requests)."""
+    shape = tuple(hdu.header.get(f"NAXIS{k}", 0) for k in range(hdu.header.get("NAXIS", 0), 0, -1))
+    if shape[-2:] != chip.shape:
+        raise InputError(f"{chip.name}: data missing or of the wrong shape")
+    return hdu.section[(rows, cols) if chip.plane is None else (chip.plane, rows, cols)]
+
+
+def _read_dq(hdul, chip: ChipInfo, rows, cols, memmap: bool, ranged: bool = False) -> np.ndarray | None:
+    if chip.dq_path is None and ranged:
+        hdu = hdul[chip.dq_hdu]
+        shape = tuple(hdu.header.get(f"NAXIS{k}", 0) for k in (2, 1)) if hdu.header.get("NAXIS") == 2 else None
+        return np.asarray(hdu.section[rows, cols]) if shape == chip.shape else None
     if chip.dq_path is None:
         dq = hdul[chip.dq_hdu].data
         return np.asarray(dq[rows, cols]) if dq is not None and dq.shape == chip.shape else None

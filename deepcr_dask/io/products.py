@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import remote
+
 __all__ = ["PRODUCT_TYPES", "Product", "classify", "wfpc2_dq_companion"]
 
 PRODUCT_TYPES = ("raw", "combined", "spectrum", "table", "up-the-ramp", "photon-counting", "dq")
@@ -95,14 +97,18 @@ def suffix_of(path: str | os.PathLike) -> str:
 
 
 def wfpc2_dq_companion(path: str | os.PathLike) -> str | None:
-    """The ``c1f``/``c1m`` beside a WFPC2 ``c0f``/``c0m`` (same folder, same case), if it exists."""
-    path = Path(path)
+    """The ``c1f``/``c1m`` beside a WFPC2 ``c0f``/``c0m`` (same folder, same case), if it exists.
+
+    ``path`` may be a URL (``s3://...``): the companion is looked for beside it in the same store.
+    """
+    name = str(path).rpartition("/")[2] if remote.is_url(path) else Path(path).name
     for science, quality in (("c0f", "c1f"), ("c0m", "c1m"), ("C0F", "C1F"), ("C0M", "C1M")):
         marker = f"_{science}."
-        if marker in path.name:
-            candidate = path.with_name(path.name.replace(marker, f"_{quality}."))
-            if candidate.is_file():
-                return str(candidate)
+        if marker in name:
+            other = name.replace(marker, f"_{quality}.")
+            candidate = str(path)[: -len(name)] + other if remote.is_url(path) else str(Path(path).with_name(other))
+            if remote.exists(candidate):
+                return candidate
     return None
 
 

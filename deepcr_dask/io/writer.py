@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..provenance import Provenance
+from . import remote
 from .fits import DEFAULT_CR_BIT, ChipInfo, ChipResult, _open
 
 __all__ = ["write_cleaned"]
@@ -36,16 +37,25 @@ def write_cleaned(
     extra_mask: bool = False,
     extra_probability: bool = False,
     notes: tuple[str, ...] = (),
-) -> Path:
+) -> Path | str:
     """Write a cleaned copy of ``src`` to ``dst`` atomically (temporary name, fsync, rename).
 
     SCI data are replaced by the cleaned pixels converted back to the input's units (as float32),
     the DQ array of each chip is OR-ed with ``cr_bit`` where a cosmic ray was found, ERR (when present)
     is set at the replaced pixels to their new uncertainty, and a CRMASK extension is added for chips
     without DQ data in the file (and for all chips with ``extra_mask``). ``notes`` (how the units were
-    decided) go into HISTORY.
+    decided) go into HISTORY. ``dst`` may be a URL: the file is written locally, then uploaded whole.
     """
-    dst = Path(dst)
+    if remote.is_url(dst):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="deepcr-dask-") as scratch:
+            local = write_cleaned(src, Path(scratch) / str(dst).rpartition("/")[2], results, cr_bit=cr_bit,
+                                  provenance=provenance, extra_mask=extra_mask, extra_probability=extra_probability,
+                                  notes=notes)
+            remote.upload_file(local, str(dst))
+        return dst
+    dst = Path(remote.local_path(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = _atomic_path(dst)
     with _open(src, memmap=False) as hdul:  # the copy needs every byte anyway

@@ -29,6 +29,9 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
+from ..errors import InputError
+from . import remote
+
 __all__ = ["chip_group_path", "clear_temporary", "is_complete", "read_chip_group", "staging_dir", "write_chip_group"]
 
 CHUNK = 1024
@@ -135,11 +138,11 @@ def write_chip_group(
 
 
 def is_complete(store: str | os.PathLike, group_path: str) -> bool:
-    """True when the chip group exists and carries its completion marker."""
-    meta = Path(store) / group_path / "zarr.json"
+    """True when the chip group exists and carries its completion marker (``store`` may be a URL)."""
     try:
-        return bool(json.loads(meta.read_text()).get("attributes", {}).get("complete"))
-    except (OSError, ValueError):
+        meta = remote.read_bytes(remote.join(str(store), group_path, "zarr.json"))
+        return bool(json.loads(meta).get("attributes", {}).get("complete"))
+    except (OSError, ValueError, InputError):
         return False
 
 
