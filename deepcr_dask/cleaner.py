@@ -22,7 +22,7 @@ import numpy as np
 
 from .ccd import ccd_to_electrons, is_ccd
 from .devices import resolve_kernels
-from .errors import InputError
+from .errors import InputError, ModelError
 from .fill import fill_support, median_fill
 from .preprocess import ImageStats, Region, denormalize, given_mask, image_stats, network_input, prepare_image
 from .runner import Runner
@@ -30,7 +30,9 @@ from .thresholds import fpr_thresholds, resolve_threshold
 from .tiling import Geometry, Span, Tile, TilePlan, crop, image_part, image_span
 from .zoo import LoadedModel, load_model
 
-__all__ = ["Cleaner", "get_cleaner"]
+__all__ = ["PIPELINES", "Cleaner", "get_cleaner"]
+
+PIPELINES = ("auto", "host", "device")
 
 LOAD_COUNT = 0  # Cleaners built in this process (each loads its networks once)
 
@@ -58,6 +60,10 @@ class Cleaner:
         channels-last convolutions, 1.1-1.5x faster on CPUs, up to ~2.1e-5 from deepCR on real frames.
         Both are independent of the tiling and the thread count. ``"fast"`` falls back to
         ``"reference"`` where channels-last convolutions do not work (probe ``channels_last``).
+    pipeline : {"auto", "host", "device"}
+        Where the steps around the networks run: ``"host"`` in numpy (one copy to the device per window),
+        ``"device"`` in torch on the device (:mod:`deepcr_dask.device_path`: one copy per region each way).
+        ``"auto"``: the device path on CUDA, the host path on CPUs. Both give the same results.
 
     Attributes
     ----------
@@ -75,8 +81,15 @@ class Cleaner:
         batch_size: int | None = None,
         precision: str = "float32",
         kernels: str = "reference",
+        pipeline: str = "auto",
     ):
         self.runner = Runner(device, precision, batch_size)
+        if pipeline not in PIPELINES:
+            raise ModelError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")
+        # The device path keeps a region on the device from fill to compositing; the host path (numpy)
+        # is the faster one on CPUs, where there is no copy to save.
+        self.pipeline = ("device" if self.runner.device.type == "cuda" else "host") if pipeline == "auto" \
+            else pipeline
         self.kernels = resolve_kernels(kernels, self.runner.device)
         self.mask_model: LoadedModel = load_model(mask, "mask", self.kernels)
         self.inpaint_model: LoadedModel | None = load_model(inpaint, "inpaint", self.kernels) if inpaint else None
@@ -211,6 +224,11 @@ class Cleaner:
         The region must hold ``self.halo`` pixels around the core, or reach the image edge.
         """
         threshold = self.threshold if threshold is None else threshold
+        if self.pipeline == "device":
+            from .device_path import DevicePath
+
+            return DevicePath(self).run_region(region, image_shape, stats, want=want, threshold=threshold, core=core,
+                                               given=given)
         plan = TilePlan.make(image_shape, core or (region.rows, region.cols), self.geometry, self.tile, want=want)
         shape = (plan.core[0].size, plan.core[1].size)
         out: dict[str, np.ndarray] = {}
@@ -274,5 +292,12 @@ class Cleaner:
 
 @lru_cache(maxsize=8)
 def get_cleaner(mask: str = "ACS-WFC", inpaint: str | None = None, device: str = "auto", **options) -> Cleaner:
-    """Process-level cache: one Cleaner per configuration (serves the threaded and sync schedulers)."""
-    return Cleaner(mask, inpaint, device, **options)
+    """Process-level cache: one Cleaner per configuration (serves the threaded and sync schedulers).
+
+    On CUDA the tasks sharing it (a GPU worker's threads) also share forward passes: windows of several
+    blocks or frames go through one :class:`~deepcr_dask.batching.TileBatcher`.
+    """
+    cleaner = Cleaner(mask, inpaint, device, **options)
+    if cleaner.device.type == "cuda":
+        cleaner.runner.share_batches()
+    return cleaner
