@@ -38,6 +38,16 @@ class Runner:
             keep_large_blocks_in_heap()  # activations reuse heap pages instead of fresh mmaps (1.5x)
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         self._turn = threading.RLock()
+        self.batcher = None  # a TileBatcher shared by the worker's tasks (GPU workers), or None
+
+    def share_batches(self, **options):
+        """Route this runner's forward passes through a :class:`~deepcr_dask.batching.TileBatcher`, so the
+        windows of every task using it (a GPU worker's threads) share batches; returns the batcher."""
+        from .batching import TileBatcher
+
+        if self.batcher is None:
+            self.batcher = TileBatcher(self.device, self.dtype, **options)
+        return self.batcher
 
     def place(self, network: torch.nn.Module) -> torch.nn.Module:
         """Move a network to the device, computing in the runner's dtype throughout (what autocast would do
@@ -45,22 +55,33 @@ class Runner:
         return network.to(device=self.device, dtype=self.dtype)
 
     def region_turn(self):
-        """The lock a whole region holds on CPUs (nothing on GPUs, where only forward passes take turns)."""
-        return self._turn if self.device.type == "cpu" else contextlib.nullcontext()
+        """The lock a whole region holds on CPUs (nothing on GPUs, where only forward passes take turns, and
+        nothing with a batcher, whose one thread runs every pass)."""
+        return self._turn if self.device.type == "cpu" and self.batcher is None else contextlib.nullcontext()
 
     def forward(self, network: torch.nn.Module, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run ``network`` on ``(C, H, W)`` arrays, batching those of equal shape; float32 ``(H, W)`` results."""
-        results: list[np.ndarray | None] = [None] * len(arrays)
+        outputs = self.forward_tensors(network, [torch.from_numpy(a) for a in arrays])
+        return [y.cpu().numpy() for y in outputs]
+
+    def forward_tensors(self, network: torch.nn.Module, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`forward` on ``(C, H, W)`` tensors (host or device); float32 ``(H, W)`` tensors on the device.
+
+        With a :class:`~deepcr_dask.batching.TileBatcher` attached (``self.batcher``), the tensors join the
+        batches it forms from every task of the worker instead.
+        """
+        if self.batcher is not None:
+            return self.batcher.forward(network, tensors)
+        results: list[torch.Tensor | None] = [None] * len(tensors)
         by_shape: dict[tuple, list[int]] = {}
-        for i, a in enumerate(arrays):
-            by_shape.setdefault(a.shape, []).append(i)
+        for i, t in enumerate(tensors):
+            by_shape.setdefault(tuple(t.shape), []).append(i)
         with self._turn, torch.inference_mode(), float32_proper(self.device, self.dtype):
             for indices in by_shape.values():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start:start + self.batch_size]
-                    batch = torch.from_numpy(np.stack([arrays[i] for i in chunk]))
-                    batch = batch.to(device=self.device, dtype=self.dtype)
-                    y = network(batch).float().cpu().numpy()
+                    batch = torch.stack([tensors[i] for i in chunk]).to(device=self.device, dtype=self.dtype)
+                    y = network(batch).float()
                     for j, i in enumerate(chunk):
                         results[i] = y[j, 0]
         return results
