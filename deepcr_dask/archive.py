@@ -359,7 +359,7 @@ def _scan(todo: list[str], options: CleanOptions) -> tuple[list[ExposureInfo], l
 def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report) -> None:
     from distributed import as_completed, performance_report
 
-    from .engine import TorchThreadsPlugin, ensure_plugin
+    from .engine import TorchThreadsPlugin, ensure_plugin, gpu_resources
 
     infos, unclean = _scan(todo, options)
     for row in unclean:
@@ -375,7 +375,7 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
               f"{client.scheduler.address}; dashboard: {client.dashboard_link}", file=sys.stderr)
         threads = sum(client.nthreads().values()) or 1
         limit = max_in_flight or 2 * threads
-        gpu = any("GPU" in (w.get("resources") or {}) for w in client.scheduler_info()["workers"].values())
+        gpu = gpu_resources(client)  # a share of a GPU per task: the worker's threads batch together
         report_ctx = performance_report(filename=str(report)) if report else contextlib.nullcontext()
         with report_ctx, _progress(len(infos), progress) as bar:
             pending = iter(groups)
@@ -387,7 +387,7 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
                     else (process_group, group)
                 # Model tasks ask for the GPU where workers have one; discovery and scanning never do.
                 future = client.submit(fn, what, layout, zarr_path, options, pure=False,
-                                       resources={"GPU": 1} if gpu else None,
+                                       resources=gpu,
                                        key=f"deepcr-{Path(group.paths[0]).name}-{time.time_ns():x}")
                 submitted[future.key] = group
                 futures.add(future)

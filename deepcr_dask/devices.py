@@ -10,7 +10,7 @@ from .errors import ModelError
 from .nn import KERNELS
 from .nn.probes import capabilities, no_tf32
 
-__all__ = ["float32_proper", "resolve_device", "resolve_kernels", "resolve_precision"]
+__all__ = ["float32_proper", "resolve_device", "resolve_kernels", "resolve_precision", "visible_gpu"]
 
 _PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -38,6 +38,17 @@ def resolve_device(device: str | torch.device = "auto", *, cuda_available: bool 
             raise ModelError(f"device {device!r} requested but CUDA is not available here; use device='cpu' or 'auto'")
         return torch.device("cuda:0" if name in ("cuda", "gpu") else name)
     raise ModelError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def visible_gpu() -> str | None:
+    """The GPU that ``cuda:0`` is in this process: the first entry of ``CUDA_VISIBLE_DEVICES`` (an index or
+    a UUID, as SLURM or dask-cuda set it), or None when the variable is unset or empty."""
+    import os
+
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not value or not value.strip() or value.strip() == "-1":
+        return None
+    return value.split(",")[0].strip()
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -15,6 +15,7 @@ process-level cache.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from itertools import accumulate
 
@@ -32,8 +33,8 @@ from .thresholds import resolve_threshold
 from .tiling import Geometry, Span
 from .zoo import get_spec
 
-__all__ = ["CleanerConfig", "CleanerPlugin", "TorchThreadsPlugin", "clean_dask", "ensure_plugin", "load_count",
-           "worker_cleaner"]
+__all__ = ["CleanerConfig", "CleanerPlugin", "TorchThreadsPlugin", "clean_dask", "ensure_plugin", "gpu_resources",
+           "load_count", "worker_cleaner"]
 
 _LAYERS = {"mask": np.dtype(bool), "cleaned": np.dtype(np.float32), "probability": np.dtype(np.float32)}
 
@@ -92,6 +93,52 @@ class CleanerPlugin(TorchThreadsPlugin):
 def worker_cleaner(config: CleanerConfig):
     """The Cleaner for ``config`` in this process (built on first use if no plugin did it)."""
     return config.build()
+
+
+def gpu_resources(client=None) -> dict | None:
+    """What a model task asks of a GPU worker: ``{"GPU": 1 / threads}``, so each of the worker's threads
+    runs one task and their windows share the GPU's batches (:mod:`deepcr_dask.batching`); None when no
+    worker of ``client`` (default: the current one) advertises a ``GPU`` resource.
+    """
+    if client is None:
+        try:
+            from distributed import default_client
+
+            client = default_client()
+        except (ImportError, ValueError):
+            return None
+    try:
+        info = client.scheduler_info(n_workers=-1)  # every worker (newer distributed lists 5 by default)
+    except TypeError:
+        info = client.scheduler_info()
+    workers = [w for w in info["workers"].values() if "GPU" in (w.get("resources") or {})]
+    if not workers:
+        return None
+    threads = min(max(1, int(w.get("nthreads") or 1)) for w in workers)
+    return {"GPU": min(float(w["resources"]["GPU"]) for w in workers) / threads}
+
+
+def _fuse_off(dask_scheduler=None) -> None:
+    dask.config.set({"optimization.fuse.active": False})  # set, not scoped: for this scheduler's lifetime
+
+
+def _keep_annotations(client=None) -> None:
+    """Keep resource annotations through the scheduler's graph optimisation.
+
+    The scheduler materialises and optimises each graph itself, and dask's low-level task fusion drops
+    every annotation (dask/dask#7036), so a GPU request would not reach the tasks. Blockwise fusion, which
+    keeps them, still runs; the current client's scheduler is told once to skip the low-level pass.
+    """
+    if client is None:
+        try:
+            from distributed import default_client
+
+            client = default_client()
+        except (ImportError, ValueError):
+            return
+    if not getattr(client, "_deepcr_dask_annotations_kept", False):
+        client.run_on_scheduler(_fuse_off)
+        client._deepcr_dask_annotations_kept = True
 
 
 def ensure_plugin(plugin: WorkerPlugin, client=None) -> None:
@@ -211,6 +258,7 @@ def clean_dask(
     precision: str = "float32",
     kernels: str = "reference",
     fpr: float | None = None,
+    resources: dict | str | None = "auto",
 ):
     """Lazy cosmic-ray mask and cleaned image of a 2-D dask array.
 
@@ -237,6 +285,10 @@ def clean_dask(
         Passed to the worker's :class:`deepcr_dask.Cleaner`.
     fpr : float, optional
         Instead of ``threshold``: a false-positive rate whose threshold the mask model records.
+    resources : dict, "auto" or None
+        Worker resources the cleaning tasks ask for (reading, overlapping and statistics never ask):
+        ``"auto"`` (default) asks for a share of a ``GPU`` where the current client's workers advertise
+        one (:func:`gpu_resources`), nothing otherwise.
 
     Returns
     -------
@@ -281,11 +333,15 @@ def clean_dask(
     layers = ("mask", "cleaned", "probability") if return_probability else ("mask", "cleaned")
     dtype = np.dtype([(name, _LAYERS[name]) for name in layers])
     ensure_plugin(CleanerPlugin(config))
-    result = da.map_blocks(
-        _kernel, *overlapped, stats=stats, config=config, layers=layers, threshold=threshold,
-        want="clean" if inpaint_pixels else "mask", image_shape=image.shape, block_chunks=merged, depth=depth,
-        chunks=merged, dtype=dtype, meta=np.empty((0, 0), dtype), token="deepcr-clean",
-    )
+    resources = gpu_resources() if resources == "auto" else resources
+    if resources:
+        _keep_annotations()
+    with dask.annotate(resources=resources) if resources else contextlib.nullcontext():
+        result = da.map_blocks(
+            _kernel, *overlapped, stats=stats, config=config, layers=layers, threshold=threshold,
+            want="clean" if inpaint_pixels else "mask", image_shape=image.shape, block_chunks=merged, depth=depth,
+            chunks=merged, dtype=dtype, meta=np.empty((0, 0), dtype), token="deepcr-clean",
+        )
     outputs = [result[name] for name in layers]
     if merged != original_chunks:
         outputs = [out.rechunk(original_chunks) for out in outputs]

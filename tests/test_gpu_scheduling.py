@@ -1,0 +1,77 @@
+"""GPU scheduling without a GPU: resource annotations in graphs, the GPU share a task asks for on a real
+cluster whose workers advertise GPUs, and the device a worker picks under CUDA_VISIBLE_DEVICES."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import dask.array as da
+import numpy as np
+import pytest
+from conftest import synthetic_frame
+from distributed import Client, LocalCluster, wait
+
+import deepcr_dask as dcr
+from deepcr_dask.devices import resolve_device, visible_gpu
+from deepcr_dask.engine import gpu_resources
+
+
+def _image():
+    return synthetic_frame((256, 320), seed=2, n_rays=20)[0]
+
+
+def _layers_with(graph, text):
+    return {name: layer for name, layer in graph.layers.items() if text in name}
+
+
+def test_only_the_cleaning_layer_asks_for_the_gpu():
+    image = da.from_array(_image(), chunks=(128, 160))
+    mask, _ = dcr.clean_dask(image, resources={"GPU": 0.25})
+    graph = mask.__dask_graph__()
+    cleaning = _layers_with(graph, "deepcr-clean")
+    assert cleaning and all(layer.annotations == {"resources": {"GPU": 0.25}} for layer in cleaning.values())
+    others = [layer for name, layer in graph.layers.items() if name not in cleaning]
+    assert others and all("resources" not in (layer.annotations or {}) for layer in others)
+    assert all("resources" not in (layer.annotations or {}) for layer in dcr.clean_dask(image)[0].dask.layers.values())
+
+
+def test_gpu_resources_of_a_cluster():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0") as plain, \
+            Client(plain) as client:
+        assert gpu_resources(client) is None
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, resources={"GPU": 1},
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        share = gpu_resources(client)
+        assert share == {"GPU": 0.5}
+        image = _image()
+        mask, cleaned = dcr.clean_dask(da.from_array(image, chunks=(128, 160)), device="cpu")
+        mask, cleaned = client.persist([mask, cleaned])
+        wait([mask, cleaned])
+        restrictions = client.run_on_scheduler(
+            lambda dask_scheduler: {str(k): ts.resource_restrictions for k, ts in dask_scheduler.tasks.items()})
+        model_tasks = {k: r for k, r in restrictions.items() if "deepcr-clean" in k}
+        assert model_tasks and all(r == {"GPU": 0.5} for r in model_tasks.values()), model_tasks
+        reading = {k: r for k, r in restrictions.items() if "deepcr-clean" not in k}
+        assert reading and not any(reading.values())
+        expected_mask, expected_clean = dcr.Cleaner("ACS-WFC", device="cpu").clean(image)
+        np.testing.assert_array_equal(mask.compute(), expected_mask)
+        np.testing.assert_allclose(cleaned.compute(), expected_clean, rtol=1e-6)
+
+
+@pytest.mark.parametrize("value,expected", [("3,1", "3"), ("GPU-5f1e-ab", "GPU-5f1e-ab"), ("", None), ("-1", None)])
+def test_visible_gpu(monkeypatch, value, expected):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+    assert visible_gpu() == expected
+    # Whatever the physical GPU, a worker uses cuda:0 of its own view, never another worker's index.
+    assert str(resolve_device("auto", cuda_available=True)) == "cuda:0"
+    assert str(resolve_device("gpu", cuda_available=True)) == "cuda:0"
+
+
+def test_no_visible_gpu_means_cpu():
+    code = "import deepcr_dask.devices as d; print(d.resolve_device('auto'), d.visible_gpu())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cpu", "None"]
