@@ -34,7 +34,16 @@ from .io import zarr as zarr_io
 from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ExposureInfo, SkipFile
 from .layout import Layout, discover
 from .manifest import Manifest, default_manifest_path
-from .pipeline import DASK_CHIP_PIXELS, CleanOptions, clean_file, clean_group, open_for_cleaning
+from .pipeline import (
+    DASK_CHIP_PIXELS,
+    CleanOptions,
+    clean_file,
+    clean_group,
+    clean_read,
+    open_for_cleaning,
+    read_file,
+    write_result,
+)
 from .staging import needs_staging, run_staged, staged_group
 
 __all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file", "process_group"]
@@ -155,6 +164,41 @@ def process_file(path: str, layout: Layout, zarr_path: str | None, options: Clea
     except SkipFile as exc:
         return [_failure(path, exc, options, start, "skipped")]
     except Exception as exc:  # one bad file must never stop an archive run
+        return [_failure(path, exc, options, start)]
+
+
+def read_task(path: str, options: CleanOptions):
+    """GPU workers, step 1 (no GPU held): the file's headers and pixels, or its manifest row."""
+    start = time.perf_counter()
+    try:
+        return read_file(path, options)
+    except SkipFile as exc:
+        return [_failure(path, exc, options, start, "skipped")]
+    except Exception as exc:  # one bad file must never stop an archive run
+        return [_failure(path, exc, options, start)]
+
+
+def clean_task(read, options: CleanOptions):
+    """Step 2 (holds a share of the GPU): masks and inpainting of what step 1 read."""
+    if isinstance(read, list):
+        return read
+    start = time.perf_counter()
+    try:
+        return clean_read(read, options)
+    except Exception as exc:
+        return [_failure(read.info.path, exc, options, start)]
+
+
+def write_task(result, path: str, layout: Layout, zarr_path: str | None, options: CleanOptions) -> list[dict]:
+    """Step 3 (no GPU held): the cleaned copy and the Zarr groups; the file's manifest rows."""
+    if isinstance(result, list):
+        return result
+    start = time.perf_counter()
+    try:
+        write_result(result, options, output=layout.fits_output(path), zarr_path=zarr_path,
+                     zarr_name=layout.zarr_name(path))
+        return result.rows(_base(path, options))
+    except Exception as exc:
         return [_failure(path, exc, options, start)]
 
 
@@ -383,12 +427,21 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
             submitted = {}
 
             def submit(group: Group) -> None:
-                fn, what = (process_file, group.paths[0]) if len(group.paths) == 1 and not group.within_file \
-                    else (process_group, group)
-                # Model tasks ask for the GPU where workers have one; discovery and scanning never do.
-                future = client.submit(fn, what, layout, zarr_path, options, pure=False,
-                                       resources=gpu,
-                                       key=f"deepcr-{Path(group.paths[0]).name}-{time.time_ns():x}")
+                single = len(group.paths) == 1 and not group.within_file
+                stem = f"{Path(group.paths[0]).name}-{time.time_ns():x}"
+                if single and gpu and not needs_staging(group.paths, layout, zarr_path):
+                    # On GPU workers reading and writing are tasks of their own that hold no GPU share.
+                    path = group.paths[0]
+                    read = client.submit(read_task, path, options, pure=False, key=f"deepcr-read-{stem}")
+                    cleaned = client.submit(clean_task, read, options, pure=False, resources=gpu,
+                                            key=f"deepcr-model-{stem}")
+                    future = client.submit(write_task, cleaned, path, layout, zarr_path, options, pure=False,
+                                           key=f"deepcr-write-{stem}")
+                else:
+                    fn, what = (process_file, group.paths[0]) if single else (process_group, group)
+                    # Model tasks ask for the GPU where workers have one; discovery and scanning never do.
+                    future = client.submit(fn, what, layout, zarr_path, options, pure=False, resources=gpu,
+                                           key=f"deepcr-{stem}")
                 submitted[future.key] = group
                 futures.add(future)
 

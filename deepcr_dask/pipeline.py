@@ -46,7 +46,8 @@ from .provenance import Provenance
 from .thresholds import resolve_threshold
 from .zoo import get_spec
 
-__all__ = ["CleanOptions", "FileResult", "clean_file", "clean_group", "exposure_name", "open_for_cleaning"]
+__all__ = ["CleanOptions", "FileResult", "ReadFile", "clean_file", "clean_group", "clean_read", "exposure_name",
+           "open_for_cleaning", "read_file", "write_result"]
 
 DASK_CHIP_PIXELS = 64 * 1024 * 1024  # larger chips go through clean_dask (no HST chip is this large)
 DASK_CHUNK = 2048
@@ -175,16 +176,63 @@ def clean_file(
     InputError
         An unreadable file, a chip without finite pixels, a DQ bit that does not fit.
     """
+    result = clean_read(read_file(path, options), options, source=source)
+    return write_result(result, options, output=output, zarr_path=zarr_path, zarr_name=zarr_name)
+
+
+@dataclass
+class ReadFile:
+    """A file's headers and pixels, read: the CPU step before the model (an archive task of its own on GPU
+    workers, so that reading never holds the GPU)."""
+
+    info: ExposureInfo
+    chips: list[tuple[np.ndarray, np.ndarray] | None]  # (electrons, ignore) per chip; None: read block-wise later
+    seconds: float = 0.0
+
+
+def read_file(path: str | os.PathLike, options: CleanOptions = CleanOptions()) -> ReadFile:
+    """Inspect a file (:func:`open_for_cleaning`) and read its chips; chips above ``options.dask_chip_pixels``
+    are left to be read block by block when cleaned."""
     start = time.perf_counter()
     info = open_for_cleaning(path, options)
-    cleaner, provenance = _cleaner(info, options)
     chips = []
     for chip in info.chips:
-        electrons, ignore, out = _clean_chip(info.path, chip, cleaner, provenance.threshold, options)
-        chips.append(_gated(info, chip, electrons, ignore, out, options))
+        if chip.shape[0] * chip.shape[1] > options.dask_chip_pixels:
+            chips.append(None)
+            continue
+        electrons, ignore = read_chip(info.path, chip, ignore_bits=options.ignore_bits)
+        if not np.isfinite(electrons).any():
+            raise InputError(f"{info.path}: {chip.name}: no finite pixels (all NaN or inf)")
+        chips.append((electrons, ignore))
+    return ReadFile(info, chips, time.perf_counter() - start)
+
+
+def clean_read(read: ReadFile, options: CleanOptions = CleanOptions(), *, source: str | None = None) -> FileResult:
+    """The model step: masks, inpainting and quality gates for a :class:`ReadFile` (nothing written)."""
+    start = time.perf_counter()
+    info = read.info
+    cleaner, provenance = _cleaner(info, options)
+    chips = []
+    for chip, pixels in zip(info.chips, read.chips):
+        if pixels is None:
+            out = _clean_large_chip(info.path, chip, cleaner.mask_model.spec.name, provenance.threshold, options)
+            pixels = read_chip(info.path, chip, ignore_bits=options.ignore_bits)  # for the gates
+        else:
+            out = cleaner.run(pixels[0], threshold=provenance.threshold, ignore=pixels[1])
+        electrons, ignore = pixels
+        chips.append(_gated(info, chip, electrons, ignore | ~np.isfinite(electrons), out, options))
     result = FileResult(source or info.path, info, chips, provenance)
+    result.seconds = read.seconds + time.perf_counter() - start
+    return result
+
+
+def write_result(result: FileResult, options: CleanOptions = CleanOptions(), *,
+                 output: str | os.PathLike | None = None, zarr_path: str | os.PathLike | None = None,
+                 zarr_name: str | None = None) -> FileResult:
+    """The last step: the cleaned FITS copy and the Zarr groups of a :class:`FileResult`."""
+    start = time.perf_counter()
     _write(result, options, output, zarr_path, zarr_name)
-    result.seconds = time.perf_counter() - start
+    result.seconds += time.perf_counter() - start
     return result
 
 
@@ -241,18 +289,6 @@ def _cleaner(info: ExposureInfo, options: CleanOptions):
     threshold = resolve_threshold(get_spec(info.model, "mask"), options.threshold, options.fpr)
     cleaner = get_cleaner(info.model, options.inpaint, options.device, kernels=options.kernels)
     return cleaner, Provenance.of(cleaner, info.model, threshold, options.inpaint)
-
-
-def _clean_chip(path: str, chip: ChipInfo, cleaner, threshold: float, options: CleanOptions):
-    """``(electrons, ignore, {"mask", "cleaned", "probability"})`` of one chip, single-frame."""
-    if chip.shape[0] * chip.shape[1] > options.dask_chip_pixels:
-        out = _clean_large_chip(path, chip, cleaner.mask_model.spec.name, threshold, options)
-        electrons, ignore = read_chip(path, chip, ignore_bits=options.ignore_bits)  # for the gates
-        return electrons, ignore | ~np.isfinite(electrons), out
-    electrons, ignore = read_chip(path, chip, ignore_bits=options.ignore_bits)
-    if not np.isfinite(electrons).any():
-        raise InputError(f"{path}: {chip.name}: no finite pixels (all NaN or inf)")
-    return electrons, ignore | ~np.isfinite(electrons), cleaner.run(electrons, threshold=threshold, ignore=ignore)
 
 
 def _clean_stack(stack: list[tuple[ExposureInfo, ChipInfo]], group: Group, cleaner, threshold: float,

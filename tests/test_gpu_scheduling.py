@@ -75,3 +75,51 @@ def test_no_visible_gpu_means_cpu():
                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["cpu", "None"]
+
+
+class _Restrictions:
+    """A scheduler plugin recording the resources each task asked for as it started."""
+
+    name = "record-restrictions"
+
+    def __init__(self):
+        self.seen = {}
+
+    def transition(self, key, start, finish, *args, stimulus_id=None, **kwargs):
+        if finish == "processing":
+            ts = self.scheduler.tasks.get(key)
+            self.seen[str(key)] = dict(ts.resource_restrictions or {}) if ts is not None else None
+
+    async def start(self, scheduler):
+        self.scheduler = scheduler
+
+
+def test_archive_on_gpu_workers_reads_and_writes_without_the_gpu(tmp_path):
+    from astropy.io import fits
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    from deepcr_dask.demo import write_flc
+
+    for i in range(3):
+        sci = synthetic_frame((96, 128), seed=10 + i, n_rays=10)[0]
+        chip = (sci, np.sqrt(np.abs(sci) + 25), np.zeros(sci.shape, np.int16))
+        write_flc(tmp_path / "in" / f"jgpu{i}q_flc.fits", [chip, chip], rootname=f"jgpu{i}q")
+    plugin = type("Recorder", (_Restrictions, SchedulerPlugin), {})()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, resources={"GPU": 1},
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        client.register_plugin(plugin)
+        summary = dcr.process_archive(tmp_path / "in", tmp_path / "gpu", cluster=client, progress=False,
+                                      device="cpu")
+        seen = cluster.scheduler.plugins[plugin.name].seen  # the scheduler's copy of the plugin
+    assert len(summary.done) == 3 and not summary.failed
+    by_step = {step: [r for k, r in seen.items() if f"deepcr-{step}-" in k] for step in ("read", "model", "write")}
+    assert [len(v) for v in by_step.values()] == [3, 3, 3], seen
+    assert all(r == {"GPU": 0.5} for r in by_step["model"])
+    assert not any(by_step["read"]) and not any(by_step["write"])
+    plain = dcr.process_archive(tmp_path / "in", tmp_path / "cpu", cluster="local", progress=False, device="cpu")
+    assert len(plain.done) == 3
+    for i in range(3):
+        name = f"jgpu{i}q_flc_crclean.fits"
+        with fits.open(tmp_path / "gpu" / name) as a, fits.open(tmp_path / "cpu" / name) as b:
+            for ext in (("SCI", 1), ("DQ", 1), ("SCI", 2), ("DQ", 2)):
+                np.testing.assert_array_equal(a[ext].data, b[ext].data)
