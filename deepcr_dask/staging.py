@@ -3,9 +3,10 @@
 A file in a bucket is cleaned from a local copy: its cleaned FITS copy holds every HDU of the input, so the
 whole file is read anyway, and one GET costs less than the many range requests of reading it in place (the
 driver reads only headers, through astropy's fsspec support, to decide what to clean and how to group it).
-Outputs are built in the same scratch folder and then published: a cleaned FITS file as one upload (an
-object appears only whole), a Zarr chip group as its chunks, then its arrays' metadata, then its own
-``zarr.json`` (the group is not there for a reader until all of it is). The scratch folder is the Dask
+Outputs are written locally and then published: a cleaned FITS file as one upload (an object appears
+only whole; :func:`~deepcr_dask.io.writer.write_cleaned` does it for a URL), a Zarr chip group, built in
+the scratch folder, as its chunks, then its arrays' metadata, then its own ``zarr.json`` (the group is
+not there for a reader until all of it is). The scratch folder is the Dask
 worker's local directory (dask's ``temporary-directory``: node-local disk on a cluster) and is removed after.
 """
 
@@ -93,6 +94,8 @@ def run_staged(
         ``clean(local_inputs, local_outputs, local_store)`` cleans the local copies: ``local_inputs`` maps
         each path to its local copy, ``local_outputs`` maps each local copy to the FITS file to write, and
         ``local_store`` is the Zarr store to write into.
+    write_fits : bool
+        False: no cleaned FITS copies (``local_outputs`` maps every copy to None).
 
     Returns
     -------
