@@ -291,13 +291,15 @@ class Cleaner:
 
 
 @lru_cache(maxsize=8)
-def get_cleaner(mask: str = "ACS-WFC", inpaint: str | None = None, device: str = "auto", **options) -> Cleaner:
+def get_cleaner(mask: str = "ACS-WFC", inpaint: str | None = None, device: str = "auto", *,
+                shared_batches: bool | None = None, **options) -> Cleaner:
     """Process-level cache: one Cleaner per configuration (serves the threaded and sync schedulers).
 
-    On CUDA the tasks sharing it (a GPU worker's threads) also share forward passes: windows of several
-    blocks or frames go through one :class:`~deepcr_dask.batching.TileBatcher`.
+    With ``shared_batches`` (default: on CUDA) the tasks sharing it (a GPU worker's threads) also share
+    forward passes: windows of several blocks or frames go through one
+    :class:`~deepcr_dask.batching.TileBatcher`.
     """
     cleaner = Cleaner(mask, inpaint, device, **options)
-    if cleaner.device.type == "cuda":
+    if shared_batches or (shared_batches is None and cleaner.device.type == "cuda"):
         cleaner.runner.share_batches()
     return cleaner

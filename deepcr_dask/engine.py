@@ -50,6 +50,8 @@ class CleanerConfig:
     batch_size: int | None = None
     precision: str = "float32"
     kernels: str = "reference"
+    pipeline: str = "auto"
+    shared_batches: bool | None = None  # None: on CUDA
 
     def build(self):
         options = {k: v for k, v in asdict(self).items() if k not in ("mask", "inpaint", "device")}
@@ -259,6 +261,8 @@ def clean_dask(
     kernels: str = "reference",
     fpr: float | None = None,
     resources: dict | str | None = "auto",
+    pipeline: str = "auto",
+    shared_batches: bool | None = None,
 ):
     """Lazy cosmic-ray mask and cleaned image of a 2-D dask array.
 
@@ -289,6 +293,9 @@ def clean_dask(
         Worker resources the cleaning tasks ask for (reading, overlapping and statistics never ask):
         ``"auto"`` (default) asks for a share of a ``GPU`` where the current client's workers advertise
         one (:func:`gpu_resources`), nothing otherwise.
+    pipeline, shared_batches
+        The worker Cleaner's path (``"auto"``: the device path on CUDA) and whether its tasks share forward
+        passes (default: on CUDA); see :class:`deepcr_dask.Cleaner` and :func:`deepcr_dask.cleaner.get_cleaner`.
 
     Returns
     -------
@@ -306,7 +313,7 @@ def clean_dask(
         raise InputError(f"clean_dask: expected a 2-D image, got shape {image.shape}")
     if image.dtype.kind not in "fiu":
         raise InputError(f"clean_dask: expected real numbers, got dtype {image.dtype}")
-    config = CleanerConfig(mask, inpaint, device, tile, batch_size, precision, kernels)
+    config = CleanerConfig(mask, inpaint, device, tile, batch_size, precision, kernels, pipeline, shared_batches)
     margin = Geometry.for_models(mask, inpaint).margin(inpaint=inpaint_pixels)
     spec = get_spec(str(mask), "mask")
     threshold = resolve_threshold(spec, threshold, fpr)

@@ -123,3 +123,26 @@ def test_archive_on_gpu_workers_reads_and_writes_without_the_gpu(tmp_path):
         with fits.open(tmp_path / "gpu" / name) as a, fits.open(tmp_path / "cpu" / name) as b:
             for ext in (("SCI", 1), ("DQ", 1), ("SCI", 2), ("DQ", 2)):
                 np.testing.assert_array_equal(a[ext].data, b[ext].data)
+
+
+def test_clean_dask_through_the_device_path_and_shared_batches_on_a_cluster():
+    """What a GPU worker runs (device path, one batcher for its threads), here on CPU tensors."""
+    image = synthetic_frame((320, 384), seed=5, n_rays=30)[0]
+    expected_mask, expected_clean = dcr.Cleaner("ACS-WFC", device="cpu").clean(image)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster) as client:
+        mask, cleaned = dcr.clean_dask(da.from_array(image, chunks=(160, 192)), device="cpu", tile=64,
+                                       pipeline="device", shared_batches=True)
+        mask, cleaned = client.compute([mask, cleaned], sync=True)
+
+        def batches():
+            from deepcr_dask.engine import CleanerConfig
+
+            cleaner = CleanerConfig("ACS-WFC", None, "cpu", 64, pipeline="device", shared_batches=True).build()
+            return cleaner.pipeline, list(cleaner.runner.batcher.batches)
+
+        (pipeline, sizes), = client.run(batches).values()
+    assert pipeline == "device" and sum(sizes) > 0
+    assert (mask != expected_mask).sum() <= 2 and expected_mask.sum() > 30
+    np.testing.assert_allclose(cleaned[mask == expected_mask], expected_clean[mask == expected_mask], rtol=1e-5,
+                               atol=1e-3)
