@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -208,10 +208,9 @@ def process_group(group: Group, layout: Layout, zarr_path: str | None, options: 
     try:
         if needs_staging(group.paths, layout, zarr_path):  # an object store: through local copies
             def clean(inputs, outputs, store):
-                found = clean_group(staged_group(group, inputs), options, outputs=outputs, zarr_path=store,
-                                    zarr_names={inputs[p]: layout.zarr_name(p) for p in group.paths},
-                                    sources={inputs[p]: p for p in group.paths})
-                return [replace(result, group=f"{group.key}: {group.note}") for result in found]
+                return clean_group(staged_group(group, inputs), options, outputs=outputs, zarr_path=store,
+                                   zarr_names={inputs[p]: layout.zarr_name(p) for p in group.paths},
+                                   sources={inputs[p]: p for p in group.paths})
 
             results = run_staged(group.paths, layout, zarr_path, clean, write_fits=options.write_fits)
         else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -276,9 +276,11 @@ def clean_group(
             results[info.path].append(chip_result)
     files = []
     seconds = (time.perf_counter() - start) / len(infos)
+    # The group as its inputs are named (URLs of files fetched from an object store), not as local copies.
+    label = replace(group, paths=[(sources or {}).get(p, p) for p in group.paths]).key
     for info in infos:
         result = FileResult((sources or {}).get(info.path, info.path), info, results[info.path], provenance,
-                            group=f"{group.key}: {group.note}")
+                            group=f"{label}: {group.note}")
         _write(result, options, (outputs or {}).get(info.path), zarr_path, (zarr_names or {}).get(info.path))
         result.seconds = seconds
         files.append(result)

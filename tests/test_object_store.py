@@ -254,3 +254,25 @@ def test_cli_clean_and_report_with_urls(s3, tmp_path):
     page = manifest.with_suffix(".html")
     assert f"report: {page}" in run.stdout and "s3://raw-frames/cli/jcli01q_flc.fits" in page.read_text()
     assert page.read_text().count("<img") >= 3  # the histogram and both chips' thumbnails, read from the bucket
+
+
+def test_repeat_exposures_in_a_bucket_are_cleaned_together_and_named_by_url(s3, client, tmp_path):
+    import sqlite3
+
+    import xarray as xr
+    from test_groups import _file, _wcs
+
+    for name in ("j8bt06a1q_flt.fits", "j8bt06a2q_flt.fits"):  # one visit, one pointing: a group
+        s3.put_file(str(_file(tmp_path / name, wcs=_wcs())), f"raw-frames/visit06/{name}")
+    manifest = tmp_path / "groups.sqlite"
+    summary = dcr.process_archive("s3://raw-frames/visit06", "s3://cleaned-frames/visit06", cluster=client,
+                                  zarr_path="s3://cleaned-frames/visit06/masks.zarr", manifest=manifest,
+                                  progress=False)
+    urls = [f"s3://raw-frames/visit06/{n}" for n in ("j8bt06a1q_flt.fits", "j8bt06a2q_flt.fits")]
+    assert sorted(summary.done) == urls
+    with sqlite3.connect(manifest) as db:
+        names = {row[0] for row in db.execute("SELECT group_name FROM chips")}
+    assert len(names) == 1 and "+".join(urls) in names.pop()
+    group = chip_group_path("j8bt06a1q_flt", inspect_file(tmp_path / "j8bt06a1q_flt.fits").chips[0].name)
+    attrs = xr.open_zarr("s3://cleaned-frames/visit06/masks.zarr", group=group, consolidated=False).attrs
+    assert attrs["source"] == urls[0] and "+".join(urls) in attrs["group"] and "/tmp" not in attrs["group"]
