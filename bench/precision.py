@@ -19,10 +19,9 @@ import torch
 
 import deepcr_dask as dcr
 from deepcr_dask.errors import ModelError
-from deepcr_dask.io.fits import inspect_file, read_chip
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpu import REAL, cpu_name
+from gpu import cpu_name, real_frames
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,23 +33,17 @@ def main() -> int:
              f"{dt.date.today().isoformat()})", "",
              "| frame | model | precision | max abs prob diff | mask pixels changed | float32 mask pixels |",
              "|---|---|---|---|---|---|"]
-    for path in sorted(REAL.glob("*.fits")):
-        info = inspect_file(path)
-        if not info.product.cleanable(()) or not info.chips:
-            continue
-        chip = info.chips[-1]
-        electrons, ignore = read_chip(path, chip)
-        reference = dcr.Cleaner(info.model, device=device).run(electrons, ignore=ignore)
+    for name, model, electrons, ignore in real_frames(limit=None):
+        reference = dcr.Cleaner(model, device=device).run(electrons, ignore=ignore)
         for precision in ("bfloat16", "float16"):
-            name = f"{path.name} {chip.name}"
             try:
-                out = dcr.Cleaner(info.model, device=device, precision=precision).run(electrons, ignore=ignore)
+                out = dcr.Cleaner(model, device=device, precision=precision).run(electrons, ignore=ignore)
             except ModelError as exc:
-                lines.append(f"| {name} | {info.model} | {precision} | not run here: {str(exc).split(';')[0]} | | |")
+                lines.append(f"| {name} | {model} | {precision} | not run here: {str(exc).split(';')[0]} | | |")
                 continue
             diff = float(np.abs(out["probability"] - reference["probability"]).max())
             changed = int((out["mask"] != reference["mask"]).sum())
-            lines.append(f"| {name} | {info.model} | {precision} | {diff:.3f} | {changed} | "
+            lines.append(f"| {name} | {model} | {precision} | {diff:.3f} | {changed} | "
                          f"{int(reference['mask'].sum())} |")
         print(lines[-2], lines[-1], sep="\n", flush=True)
     RESULTS.mkdir(exist_ok=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .devices import float32_proper
+from .runner import run_batch
 
 __all__ = ["TileBatcher", "activation_elements_per_pixel", "batch_size_for", "free_device_memory"]
 
@@ -192,8 +193,7 @@ class TileBatcher:
     def _run(self, batch: list[_Window]) -> None:
         try:
             with torch.inference_mode(), float32_proper(self.device, self.dtype):
-                stacked = torch.stack([w.tensor for w in batch]).to(device=self.device, dtype=self.dtype)
-                outputs = batch[0].network(stacked).float()
+                outputs = run_batch(batch[0].network, [w.tensor for w in batch], self.device, self.dtype)
             self.batches.append(len(batch))
             for window, output in zip(batch, outputs):
                 window.future.set_result(output[0])

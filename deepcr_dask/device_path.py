@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .fill import DEFAULT_PASSES, DEFAULT_RADIUS
-from .preprocess import ImageStats, Region
+from .preprocess import ImageStats, Region, denormalize, normalize
 from .tiling import Span, Tile, TilePlan, crop, image_part, image_span
 
 __all__ = ["DevicePath", "median_fill_torch", "nanmedian_rows"]
@@ -131,10 +131,7 @@ class DevicePath:
         filled = held.data
         if bool(held.ignored.any()):
             filled = median_fill_torch(held.data, held.ignored, background=stats.background)
-        x = filled / np.float32(c.scale)
-        if c._standardize:
-            x = (x - np.float32(stats.mean)) / np.float32(stats.std)
-        return x
+        return normalize(filled, c.scale, c._standardize, stats)  # the host path's arithmetic, on tensors
 
     def _detect(self, held: _Held, x: torch.Tensor, batch: tuple[Tile, ...], out, threshold: float):
         c = self.cleaner
@@ -165,9 +162,7 @@ class DevicePath:
             mask = mask[image_part(t.inner, plan.frames)] & ~ignored
             if c.inpaint_model is not None:
                 pred = predictions[i][image_part(t.inner, plan.frames)]
-                if c._standardize:
-                    pred = pred * np.float32(stats.std) + np.float32(stats.mean)
-                cleaned = torch.where(mask, pred * np.float32(c.scale), raw)
+                cleaned = torch.where(mask, denormalize(pred, c.scale, c._standardize, stats), raw)
             else:
                 cleaned = median_fill_torch(raw, mask, ~(mask | ignored), background=stats.background)
             out["cleaned"][crop(t.core, plan.core)] = cleaned[crop(t.core, image_span(t.inner, plan.frames))]

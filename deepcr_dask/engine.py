@@ -97,18 +97,24 @@ def worker_cleaner(config: CleanerConfig):
     return config.build()
 
 
+def _current_client():
+    """The current distributed client, or None (no distributed, or no client made)."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
 def gpu_resources(client=None) -> dict | None:
     """What a model task asks of a GPU worker: ``{"GPU": 1 / threads}``, so each of the worker's threads
     runs one task and their windows share the GPU's batches (:mod:`deepcr_dask.batching`); None when no
     worker of ``client`` (default: the current one) advertises a ``GPU`` resource.
     """
+    client = client if client is not None else _current_client()
     if client is None:
-        try:
-            from distributed import default_client
-
-            client = default_client()
-        except (ImportError, ValueError):
-            return None
+        return None
     try:
         info = client.scheduler_info(n_workers=-1)  # every worker (newer distributed lists 5 by default)
     except TypeError:
@@ -131,27 +137,17 @@ def _keep_annotations(client=None) -> None:
     every annotation (dask/dask#7036), so a GPU request would not reach the tasks. Blockwise fusion, which
     keeps them, still runs; the current client's scheduler is told once to skip the low-level pass.
     """
-    if client is None:
-        try:
-            from distributed import default_client
-
-            client = default_client()
-        except (ImportError, ValueError):
-            return
-    if not getattr(client, "_deepcr_dask_annotations_kept", False):
+    client = client if client is not None else _current_client()
+    if client is not None and not getattr(client, "_deepcr_dask_annotations_kept", False):
         client.run_on_scheduler(_fuse_off)
         client._deepcr_dask_annotations_kept = True
 
 
 def ensure_plugin(plugin: WorkerPlugin, client=None) -> None:
     """Register ``plugin`` on ``client`` (default: the current distributed client, if there is one), once."""
+    client = client if client is not None else _current_client()
     if client is None:
-        try:
-            from distributed import default_client
-
-            client = default_client()
-        except (ImportError, ValueError):
-            return  # no distributed client: local schedulers use the process-level cache
+        return  # no distributed client: local schedulers use the process-level cache
     registered = getattr(client, "_deepcr_dask_plugins", set())
     if plugin.name not in registered:
         client.register_plugin(plugin, name=plugin.name)

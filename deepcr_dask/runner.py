@@ -17,7 +17,14 @@ import torch
 from .allocator import keep_large_blocks_in_heap
 from .devices import float32_proper, resolve_device, resolve_precision
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "run_batch"]
+
+
+def run_batch(network: torch.nn.Module, tensors: list[torch.Tensor], device: torch.device,
+              dtype: torch.dtype) -> torch.Tensor:
+    """One forward pass over equal-shape ``(C, H, W)`` tensors: stacked, moved to ``device`` in ``dtype``;
+    float32 ``(N, 1, H, W)`` out. The caller holds ``torch.inference_mode`` and :func:`float32_proper`."""
+    return network(torch.stack(tensors).to(device=device, dtype=dtype)).float()
 
 
 class Runner:
@@ -80,8 +87,7 @@ class Runner:
             for indices in by_shape.values():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start:start + self.batch_size]
-                    batch = torch.stack([tensors[i] for i in chunk]).to(device=self.device, dtype=self.dtype)
-                    y = network(batch).float()
+                    y = run_batch(network, [tensors[i] for i in chunk], self.device, self.dtype)
                     for j, i in enumerate(chunk):
                         results[i] = y[j, 0]
         return results

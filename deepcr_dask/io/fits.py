@@ -274,8 +274,7 @@ def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
         shape = (header["NAXIS2"], header["NAXIS1"])
         return [ChipInfo(f"CHIP{p + 1}", index, p, shape, factor, None, read_noise=noise, exptime=exptime)
                 for p in range(planes)], units, notes
-    dims = tuple(header[f"NAXIS{k}"] for k in range(naxis, 0, -1))
-    raise InputError(f"{path}: expected a 2-D image (or a WFPC2 chip cube), found shape {dims}")
+    raise InputError(f"{path}: expected a 2-D image (or a WFPC2 chip cube), found shape {_dims(header)}")
 
 
 def _with_companion_dq(path: str, companion: str, chips: list[ChipInfo]) -> list[ChipInfo]:
@@ -355,10 +354,14 @@ def check_dq_bit(info: ExposureInfo, bit: int) -> None:
                              f"(largest bit {largest}); choose --dq-bit {largest} or lower")
 
 
+def _dims(header) -> tuple:
+    """An image HDU's data shape from its header, numpy order (slowest axis first)."""
+    return tuple(header.get(f"NAXIS{k}") for k in range(header.get("NAXIS", 0), 0, -1))
+
+
 def _shape(path, header) -> tuple[int, int]:
     if header.get("NAXIS") != 2:
-        dims = tuple(header.get(f"NAXIS{k}") for k in range(header.get("NAXIS", 0), 0, -1))
-        raise InputError(f"{path}: expected 2-D science data, found shape {dims}")
+        raise InputError(f"{path}: expected 2-D science data, found shape {_dims(header)}")
     return int(header["NAXIS2"]), int(header["NAXIS1"])
 
 
@@ -431,8 +434,7 @@ def _read_chip(path, chip, ignore_bits, rows, cols, *, memmap: bool) -> tuple[np
 
 def _section(hdu, chip: ChipInfo, rows: slice, cols: slice) -> np.ndarray:
     """Rows and columns of a chip read through the HDU's section (a URL: range requests)."""
-    shape = tuple(hdu.header.get(f"NAXIS{k}", 0) for k in range(hdu.header.get("NAXIS", 0), 0, -1))
-    if shape[-2:] != chip.shape:
+    if _dims(hdu.header)[-2:] != chip.shape:
         raise InputError(f"{chip.name}: data missing or of the wrong shape")
     return hdu.section[(rows, cols) if chip.plane is None else (chip.plane, rows, cols)]
 
@@ -440,8 +442,7 @@ def _section(hdu, chip: ChipInfo, rows: slice, cols: slice) -> np.ndarray:
 def _read_dq(hdul, chip: ChipInfo, rows, cols, memmap: bool, ranged: bool = False) -> np.ndarray | None:
     if chip.dq_path is None and ranged:
         hdu = hdul[chip.dq_hdu]
-        shape = tuple(hdu.header.get(f"NAXIS{k}", 0) for k in (2, 1)) if hdu.header.get("NAXIS") == 2 else None
-        return np.asarray(hdu.section[rows, cols]) if shape == chip.shape else None
+        return np.asarray(hdu.section[rows, cols]) if _dims(hdu.header) == chip.shape else None
     if chip.dq_path is None:
         dq = hdul[chip.dq_hdu].data
         return np.asarray(dq[rows, cols]) if dq is not None and dq.shape == chip.shape else None
