@@ -143,30 +143,6 @@ def scan_file(path: str, options: CleanOptions) -> tuple[ExposureInfo | None, di
         return None, _failure(path, exc, options, start)
 
 
-def process_file(path: str, layout: Layout, zarr_path: str | None, options: CleanOptions) -> list[dict]:
-    """Clean one file (runs on a worker); returns one manifest row per chip, or one for the file.
-
-    Never raises for a bad input: the reason goes into the row, so one bad file cannot stop a run.
-    """
-    start = time.perf_counter()
-    try:
-        if needs_staging([path], layout, zarr_path):  # an object store: through a local copy
-            def clean(inputs, outputs, store):
-                local = inputs[path]
-                return [clean_file(local, options, output=outputs[local], zarr_path=store,
-                                   zarr_name=layout.zarr_name(path), source=path)]
-
-            result, = run_staged([path], layout, zarr_path, clean, write_fits=options.write_fits)
-        else:
-            result = clean_file(path, options, output=layout.fits_output(path), zarr_path=zarr_path,
-                                zarr_name=layout.zarr_name(path))
-        return result.rows(_base(path, options))
-    except SkipFile as exc:
-        return [_failure(path, exc, options, start, "skipped")]
-    except Exception as exc:  # one bad file must never stop an archive run
-        return [_failure(path, exc, options, start)]
-
-
 def read_task(path: str, options: CleanOptions):
     """GPU workers, step 1 (no GPU held): the file's headers and pixels, or its manifest row."""
     start = time.perf_counter()
@@ -202,6 +178,30 @@ def write_task(result, path: str, layout: Layout, zarr_path: str | None, options
         return [_failure(path, exc, options, start)]
 
 
+def process_file(path: str, layout: Layout, zarr_path: str | None, options: CleanOptions) -> list[dict]:
+    """Clean one file (runs on a worker); returns one manifest row per chip, or one for the file.
+
+    Never raises for a bad input: the reason goes into the row, so one bad file cannot stop a run. The
+    same three steps as on GPU workers (:func:`read_task`, :func:`clean_task`, :func:`write_task`), in
+    one task; a file in an object store goes through a local copy.
+    """
+    if not needs_staging([path], layout, zarr_path):
+        return write_task(clean_task(read_task(path, options), options), path, layout, zarr_path, options)
+    start = time.perf_counter()
+    try:
+        def clean(inputs, outputs, store):
+            local = inputs[path]
+            return [clean_file(local, options, output=outputs[local], zarr_path=store,
+                               zarr_name=layout.zarr_name(path), source=path)]
+
+        result, = run_staged([path], layout, zarr_path, clean)
+        return result.rows(_base(path, options))
+    except SkipFile as exc:
+        return [_failure(path, exc, options, start, "skipped")]
+    except Exception as exc:  # one bad file must never stop an archive run
+        return [_failure(path, exc, options, start)]
+
+
 def process_group(group: Group, layout: Layout, zarr_path: str | None, options: CleanOptions) -> list[dict]:
     """Clean repeat exposures together (runs on a worker); the rows of every file of the group."""
     start = time.perf_counter()
@@ -212,7 +212,7 @@ def process_group(group: Group, layout: Layout, zarr_path: str | None, options: 
                                    zarr_names={inputs[p]: layout.zarr_name(p) for p in group.paths},
                                    sources={inputs[p]: p for p in group.paths})
 
-            results = run_staged(group.paths, layout, zarr_path, clean, write_fits=options.write_fits)
+            results = run_staged(group.paths, layout, zarr_path, clean)
         else:
             results = clean_group(group, options, outputs={p: layout.fits_output(p) for p in group.paths},
                                   zarr_path=zarr_path, zarr_names={p: layout.zarr_name(p) for p in group.paths})

@@ -58,7 +58,6 @@ def discover(inputs: Iterable[str | os.PathLike], *, zarr_path: str | os.PathLik
     found: set[Path] = set()
     roots: list[Path] = []
     for item in map(remote.local_path, inputs):
-        item = str(item)
         matches = [Path(m) for m in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
         if not matches:
             raise InputError(f"{item}: no file matches")

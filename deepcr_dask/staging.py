@@ -12,7 +12,6 @@ worker's local directory (dask's ``temporary-directory``: node-local disk on a c
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -76,9 +75,7 @@ def run_staged(
     paths: list[str],
     layout: Layout,
     zarr_path: str | None,
-    clean: Callable[[dict[str, str], dict[str, str | None], str | None], list[FileResult]],
-    *,
-    write_fits: bool = True,
+    clean: Callable[[dict[str, str], dict[str, str], str | None], list[FileResult]],
 ) -> list[FileResult]:
     """Clean ``paths`` (URLs or local) through local copies, publishing outputs where ``layout`` says.
 
@@ -93,30 +90,26 @@ def run_staged(
     clean : callable
         ``clean(local_inputs, local_outputs, local_store)`` cleans the local copies: ``local_inputs`` maps
         each path to its local copy, ``local_outputs`` maps each local copy to the FITS file to write, and
-        ``local_store`` is the Zarr store to write into.
-    write_fits : bool
-        False: no cleaned FITS copies (``local_outputs`` maps every copy to None).
+        ``local_store`` is the Zarr store to write into. ``clean`` names the original paths in its
+        results (``source=``), and writes FITS copies only if its options say so.
 
     Returns
     -------
     list of FileResult
-        Naming the original paths and the published outputs.
+        What ``clean`` returned, its Zarr groups published.
     """
     with tempfile.TemporaryDirectory(prefix="deepcr-dask-", dir=_scratch_root()) as scratch:
         scratch = Path(scratch)
         local_inputs = {p: _fetch(p, scratch / "in" / str(i)) for i, p in enumerate(paths)}
         # A cleaned copy for a URL is written locally and uploaded whole by write_cleaned itself.
-        local_outputs = {local_inputs[p]: str(layout.fits_output(p)) if write_fits else None for p in paths}
+        local_outputs = {local_inputs[p]: str(layout.fits_output(p)) for p in paths}
         local_store = str(scratch / "store.zarr") if remote.is_url(zarr_path) else zarr_path
         results = clean(local_inputs, local_outputs, local_store)
-        published = []
-        for p, result in zip(paths, results):
-            if remote.is_url(zarr_path):
+        if remote.is_url(zarr_path):
+            for result in results:
                 for group_path in result.zarr_groups.values():
                     _publish_group(Path(local_store), group_path, str(zarr_path))
-            published.append(replace(result, path=p))
-        shutil.rmtree(scratch / "in", ignore_errors=True)  # early: the largest part, before the folder goes
-    return published
+    return results
 
 
 def staged_group(group: Group, local_inputs: dict[str, str]) -> Group:

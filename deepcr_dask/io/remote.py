@@ -119,13 +119,16 @@ def find_files(url: str, suffixes: Iterable[str]) -> tuple[list[str], str]:
 
 
 def stamp(location: str) -> tuple[int, float]:
-    """``(size in bytes, modification time)`` of a file, local or remote (what the manifest compares)."""
+    """``(size in bytes, modification time)`` of a file, local or remote (what the manifest compares).
+
+    A remote file's figures come from the filesystem's listing cache when it holds one: an archive run has
+    just listed its inputs (:func:`find_files`), so the driver sends no request per file.
+    """
     if not is_url(location):
         info = os.stat(local_path(location))
         return info.st_size, info.st_mtime
     fs, path = filesystem(location)
     try:
-        fs.invalidate_cache(path)
         info = fs.info(path)
     except Exception as exc:
         raise storage_error(location, exc) from None
