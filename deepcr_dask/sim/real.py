@@ -3,8 +3,8 @@
 Each loader returns the frame in electrons with the pixels to ignore: bad and saturated pixels, and the
 frame's own cosmic rays, found conservatively (:func:`~deepcr_dask.sim.own_rays.find_own_cosmic_rays`,
 never on or next to a source, so that false positives on stars still count, unless the ray is too long
-and thin to be a star: :func:`~deepcr_dask.sim.own_rays.protected_sources`). GMOS's two cosmic rays are
-known exactly and ignored as such.
+and thin or too sharp to be a star: :func:`~deepcr_dask.sim.own_rays.protected_sources`). GMOS's two
+cosmic rays are known exactly and ignored as such.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ import numpy as np
 
 from ..data import real_data_dir
 from .instruments import Instrument, get_instrument
-from .own_rays import find_own_cosmic_rays, grow_disk, local_noise, protected_sources
+from .own_rays import find_own_cosmic_rays, grow_disk, local_noise, protected_sources, sharper_than_psf
 
 __all__ = ["CROWDED_FIELDS", "REAL_FIELDS", "RealFrame", "crop_to_multiple", "own_rays", "real_frames"]
 
 REAL_FIELDS = ("wfpc2", "omegacen", "hrc", "saao", "gmos")
-# Star fields so crowded that no single-frame finder tells a ray from a star there (undersampled cores, Airy
-# rings, diffraction spikes and bleed columns all look like rays): only their DQ-flagged pixels are ignored,
-# and their own rays (about 0.1-0.3% of the pixels in these 60-100 s exposures) count as negatives for every
-# method. A conservative choice: false positives on stars are never hidden.
+# Star fields so crowded that the conservative finder cannot tell most rays from stars there (undersampled
+# cores, Airy rings, diffraction spikes and bleed columns all look like rays): besides their DQ-flagged pixels
+# only the rays sharper than the frame's own sharpest stars are ignored (sharper_than_psf); their other rays
+# (of about 0.1-0.3% of the pixels in these 60-100 s exposures) count as negatives for every method. A
+# conservative choice: false positives on stars are not hidden.
 CROWDED_FIELDS = ("omegacen", "hrc")
 GMOS_RAYS = ((slice(41, 72), slice(142, 161)), (slice(117, 147), slice(35, 43)))  # the cutout's two known rays
 
@@ -56,7 +57,13 @@ def _wfpc2_frames(folder: Path, chips: Sequence[int]) -> tuple[list[tuple[str, n
     with fits.open(folder / "wfpc2_u5780205r_c0f.fits") as hdul:
         cube, header = hdul[0].data.astype(np.float32), hdul[0].header
     gain = float(header.get("ATODGAIN", 7.0))
-    frames = [(f"wfpc2-chip{c + 1}", cube[c] * gain, (cube[c] >= 4095) | ~np.isfinite(cube[c])) for c in chips]
+    # This sample comes without its c1f. Every WFPC2 c1f flags each chip's edge rows and columns (the Omega
+    # Cen c1f: the first 24-52 and the last 2), and here column 0 holds smooth profiles of up to 860 e- beside
+    # an empty column 1, which no sky source makes: the outermost ring is ignored, as its c1f would have it.
+    border = np.ones(cube.shape[1:], bool)
+    border[1:-1, 1:-1] = False
+    frames = [(f"wfpc2-chip{c + 1}", cube[c] * gain, (cube[c] >= 4095) | ~np.isfinite(cube[c]) | border)
+              for c in chips]
     return frames, float(header.get("EXPTIME", 300.0))
 
 
@@ -103,13 +110,19 @@ def _gmos_frame(folder: Path) -> tuple[str, np.ndarray, np.ndarray]:
     return "gmos", sci, ignore
 
 
-def own_rays(image, ignore, read_noise: float, *, crowded: bool = False) -> np.ndarray:
-    """A real frame's own cosmic rays, to be ignored: the finder's, off sources (and long thin ones on
-    sources: :func:`~deepcr_dask.sim.own_rays.protected_sources`); none in a crowded field."""
+def own_rays(image, ignore, read_noise: float, *, crowded: bool = False, fwhm_px: float | None = None
+             ) -> np.ndarray:
+    """A real frame's own cosmic rays, to be ignored: the finder's, off sources (and, on sources, those too
+    long and thin or too sharp for a star of PSF FWHM ``fwhm_px``:
+    :func:`~deepcr_dask.sim.own_rays.protected_sources`). In a crowded field, where faint undersampled stars
+    fill the "sky" and spikes and rings make long thin groups, only the groups sharper than any star."""
+    sigma = local_noise(image, read_noise)
+    seeds = find_own_cosmic_rays(image, sigma, grow=0)  # once, for both uses
     if crowded:
-        return np.zeros(np.shape(image), bool)
-    seeds = find_own_cosmic_rays(image, local_noise(image, read_noise), grow=0)  # once, for both uses
-    return grow_disk(seeds, 2) & ~protected_sources(image, ignore, read_noise, seeds=seeds)
+        if fwhm_px is None:
+            return np.zeros(np.shape(image), bool)
+        return grow_disk(sharper_than_psf(image, seeds, sigma, fwhm_px, ignore=ignore), 2)
+    return grow_disk(seeds, 2) & ~protected_sources(image, ignore, read_noise, seeds=seeds, fwhm_px=fwhm_px)
 
 
 def real_frames(field: str, folder: str | os.PathLike | None = None, *, chips: Sequence[int] = (0, 1, 2, 3),
@@ -153,6 +166,7 @@ def real_frames(field: str, folder: str | os.PathLike | None = None, *, chips: S
         image, ignore = crop_to_multiple(image, multiple, crop), crop_to_multiple(ignore, multiple, crop)
         if field != "gmos":  # GMOS's two cosmic rays are known exactly
             filled = np.where(ignore, np.median(image[~ignore]), image)  # bad pixels must not look like rays
-            ignore = ignore | own_rays(filled, ignore, instrument.read_noise, crowded=field in CROWDED_FIELDS)
+            ignore = ignore | own_rays(filled, ignore, instrument.read_noise, crowded=field in CROWDED_FIELDS,
+                                       fwhm_px=instrument.fwhm_px[0])  # the camera's sharpest stars
         frames.append(RealFrame(name, np.ascontiguousarray(image), ignore, instrument, exptime))
     return frames
