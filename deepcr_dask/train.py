@@ -1,8 +1,9 @@
 """Training API for mask and inpaint networks, on simulated data, user arrays or files.
 
-Inputs are normalised exactly as the Cleaner normalises them at inference (divide by ``scale``,
-optionally standardise), and that normalisation is stored in the saved model's metadata, so a trained
-model loads with ``Cleaner(mask=PATH)`` and gives what it was validated on.
+Inputs are prepared exactly as the Cleaner prepares them at inference (ignored pixels replaced by a
+local median, then divide by ``scale``, optionally standardise), and that normalisation is stored in the
+saved model's metadata, so a trained model loads with ``Cleaner(mask=PATH)`` and gives what it was
+validated on.
 
 Checkpoints are safetensors (network, optimiser moments) plus JSON (epoch, history, RNG seeds): resuming
 never unpickles anything.
@@ -31,8 +32,8 @@ from .errors import InputError
 from .nn import Architecture, UNet
 from .thresholds import calibrate_thresholds, fpr_key
 
-__all__ = ["TrainConfig", "TrainResult", "load_pairs", "simulated_pairs", "train_inpaint", "train_main", "train_mask",
-           "train_real"]
+__all__ = ["TrainConfig", "TrainResult", "as_cleaner_input", "load_pairs", "simulated_pairs", "train_inpaint",
+           "train_main", "train_mask", "train_real"]
 
 
 @dataclass
@@ -159,6 +160,23 @@ def load_pairs(kind: str, images: Sequence, labels: Sequence, ignore: Sequence |
         raise InputError(f"no {patch}x{patch} tiles could be cut from the training images")
     stack = {k: np.stack(v) for k, v in tiles.items() if v}
     return Pairs(np.nan_to_num(stack["images"]), stack["labels"], stack["ignore"], stack.get("masks"))
+
+
+def as_cleaner_input(data: Pairs) -> Pairs:
+    """``data`` with each image's ignored pixels replaced as the Cleaner replaces them before its networks.
+
+    At inference the networks never see an ignored pixel's value (saturated cores, bad columns, a chip's
+    flagged edge): :func:`deepcr_dask.fill.median_fill` puts the local median of good pixels there (the
+    patch's median of good pixels where none is in reach). Trained on the raw values instead, a network
+    learns edges that it never meets and misses the ones it does, beside every filled saturated star.
+    """
+    from .fill import median_fill
+
+    images = data.images.copy()
+    for image, ignore in zip(images, data.ignore):
+        if ignore.any() and not ignore.all():
+            image[...] = median_fill(image, ignore, background=float(np.median(image[~ignore])))
+    return Pairs(images, data.labels, data.ignore, data.masks)
 
 
 def _normalize(images: np.ndarray, config: TrainConfig) -> np.ndarray:
@@ -322,6 +340,8 @@ def train(train_data: Pairs, val_data: Pairs, config: TrainConfig, output: str |
 
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
+    train_data, val_data = as_cleaner_input(train_data), as_cleaner_input(val_data)
+    calibration = None if calibration is None else as_cleaner_input(calibration)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     arch = Architecture(1 if config.kind == "mask" else 2, 1, config.hidden, config.depth, "batch",

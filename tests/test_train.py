@@ -92,3 +92,32 @@ def test_training_on_real_frames_holds_out_whole_frames_and_records_thresholds(t
     assert 0.0 <= meta["default_fpr"] <= 1.0
     cleaner = dcr.Cleaner(str(result.model_path), device="cpu")
     assert cleaner.fpr_thresholds[5e-4] == table["0.0005"]
+
+
+def test_training_never_sees_the_values_of_ignored_pixels(tmp_path, mask_data):
+    """The Cleaner median-fills ignored pixels before its networks; training must see the same inputs."""
+    from deepcr_dask.fill import median_fill
+    from deepcr_dask.train import Pairs, as_cleaner_input
+
+    torch.set_num_threads(1)
+    ignore = mask_data.ignore.copy()
+    ignore[:, 20:26, 30:34] = True  # a saturated core
+    ignore[:, :, 0] = True  # a flagged edge column
+    hot = mask_data.images.copy()
+    hot[ignore] = 80_000.0
+    cold = mask_data.images.copy()
+    cold[ignore] = -50.0
+    filled = as_cleaner_input(Pairs(hot, mask_data.labels, ignore))
+    reference = median_fill(hot[0], ignore[0], background=float(np.median(hot[0][~ignore[0]])))
+    np.testing.assert_array_equal(filled.images[0], reference)
+    np.testing.assert_array_equal(filled.images[~ignore], mask_data.images[~ignore])
+    assert filled.images[ignore].max() < 80_000.0 and hot[ignore].min() == 80_000.0  # a copy, input unchanged
+    config = dict(kind="mask", hidden=4, epochs=1, batch_size=6, name="f", device="cpu", seed=3)
+    runs = []
+    for images in (hot, cold):
+        data = Pairs(images, mask_data.labels, ignore)
+        train_part, val_part = data.split(0.25, 0)
+        runs.append(load_file(str(train(train_part, val_part, TrainConfig(**config), tmp_path / str(len(runs)),
+                                        log=lambda *_: None).model_path)))
+    for key in runs[0]:
+        torch.testing.assert_close(runs[0][key], runs[1][key], rtol=0, atol=0)
