@@ -25,8 +25,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def false_positive_groups(field: str, model: str, fpr: float):
-    """``(scene, probability, threshold, flags, inputs)`` for each scene of ``field``, at the pooled
-    threshold that gives ``fpr``."""
+    """The pooled probability threshold that gives ``fpr`` on the scenes of ``field``, and
+    ``(scene, false-positive flags, inputs)`` for each scene."""
     from deepcr_dask import Cleaner
     from deepcr_dask.evaluate.benchmark import BenchmarkConfig
     from deepcr_dask.evaluate.methods import prepare_inputs
@@ -38,9 +38,11 @@ def false_positive_groups(field: str, model: str, fpr: float):
     for scene in scenes:
         inputs = prepare_inputs(scene.image, scene.ignore)
         runs.append((scene, cleaner.probability(inputs.image, inputs.ignore), inputs))
+    if not runs:  # the real data is missing (build_scenes said so)
+        return 1.0, []
     negatives = np.concatenate([p[~s.truth & ~i.ignore] for s, p, i in runs])
     threshold = float(np.sort(negatives)[::-1][int(fpr * negatives.size)])
-    return [(s, p, threshold, (p > threshold) & ~s.truth & ~i.ignore, i) for s, p, i in runs]
+    return threshold, [(s, (p > threshold) & ~s.truth & ~i.ignore, i) for s, p, i in runs]
 
 
 def draw(runs, path: Path, title: str, half: int = 8, cols: int = 14) -> int:
@@ -51,7 +53,7 @@ def draw(runs, path: Path, title: str, half: int = 8, cols: int = 14) -> int:
     import matplotlib.pyplot as plt
 
     picks = []
-    for scene, _, _, flags, inputs in runs:
+    for scene, flags, inputs in runs:
         labels, _ = ndimage.label(flags, np.ones((3, 3), bool))
         for window in ndimage.find_objects(labels):
             picks.append((scene, flags, inputs, (window[0].start + window[0].stop) // 2,
@@ -87,15 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fpr", type=float, default=1e-4)
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv)
-    runs = false_positive_groups(args.field, args.model, args.fpr)
+    threshold, runs = false_positive_groups(args.field, args.model, args.fpr)
     if not runs:
         print(f"no scenes for {args.field} (real data missing)")
         return 1
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"false_positives_{args.field}_{args.model}.png"
-    pixels = int(sum(f.sum() for *_, f, _ in runs))
-    title = (f"{args.field}, {args.model} at FPR {args.fpr:g} (threshold {runs[0][2]:.3f}): false-positive groups "
+    pixels = int(sum(flags.sum() for _, flags, _ in runs))
+    title = (f"{args.field}, {args.model} at FPR {args.fpr:g} (threshold {threshold:.3f}): false-positive groups "
              f"({pixels} px); top image (asinh), bottom red flag, green injected, blue ignored")
     groups = draw(runs, path, title)
     print(f"{groups} groups, {pixels} pixels; wrote {path}")

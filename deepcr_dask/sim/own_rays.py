@@ -10,6 +10,8 @@ from scipy import ndimage
 __all__ = ["elongated_components", "find_own_cosmic_rays", "grow_disk", "local_noise", "peak_ratio_limit",
            "protected_sources", "sharper_than_psf", "source_pixels", "star_peak_ratio"]
 
+MIN_STARS = 30  # bright stars a frame needs before its own stars set the sharpness limit
+
 
 def find_own_cosmic_rays(
     image, noise_sigma, *, sigclip: float = 4.0, objlim: float = 1.0, sigfrac: float = 0.3, grow: int = 2,
@@ -144,7 +146,7 @@ def _fainter_side_pair(excess, usable, ys, xs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def peak_ratio_limit(image, noise_sigma, fwhm_px: float, *, margin: float = 1.5, ignore=None,
-                     min_stars: int = 30) -> float:
+                     min_stars: int = MIN_STARS) -> float:
     """The ratio of a peak to its fainter side-neighbour pair above which it is sharper than any star here.
 
     ``margin`` times the larger of :func:`star_peak_ratio` for the camera's sharpest PSF and, where the frame
@@ -153,10 +155,21 @@ def peak_ratio_limit(image, noise_sigma, fwhm_px: float, *, margin: float = 1.5,
     undersampled cameras' real cores are sharper than a Gaussian of their quoted FWHM, and the frame's own
     stars say by how much.
     """
+    img, sigma, usable = _prepared(image, noise_sigma, ignore)
+    return _ratio_limit(img, ndimage.median_filter(img, 7, mode="nearest"), sigma, usable, fwhm_px, margin,
+                        min_stars)
+
+
+def _prepared(image, noise_sigma, ignore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 image, noise sigma at every pixel, and the usable (unignored) pixels."""
     img = np.asarray(image, np.float64)
     sigma = np.broadcast_to(np.asarray(noise_sigma, np.float64), img.shape)
     usable = np.ones(img.shape, bool) if ignore is None else ~np.asarray(ignore, bool)
-    background = ndimage.median_filter(img, 7, mode="nearest")
+    return img, sigma, usable
+
+
+def _ratio_limit(img, background, sigma, usable, fwhm_px: float, margin: float, min_stars: int) -> float:
+    """:func:`peak_ratio_limit` given the 7x7 median background."""
     excess = img - background
     smooth = ndimage.median_filter(img, 5, mode="nearest") - background
     peaks = (img == ndimage.maximum_filter(img, 3)) & (smooth > 10 * sigma) & usable
@@ -179,29 +192,28 @@ def sharper_than_psf(image, seeds, noise_sigma, fwhm_px: float, *, margin: float
     neighbours cannot be measured that well, groups on the frame's edge and groups within 3 px of an
     ignored pixel stay undecided (not returned).
     """
-    img = np.asarray(image, np.float64)
+    img, sigma, usable = _prepared(image, noise_sigma, ignore)
     seeds = np.asarray(seeds, bool)
-    sigma = np.broadcast_to(np.asarray(noise_sigma, np.float64), img.shape)
-    usable = np.ones(img.shape, bool) if ignore is None else ~np.asarray(ignore, bool)
-    excess = img - ndimage.median_filter(img, 7, mode="nearest")
-    limit = peak_ratio_limit(img, sigma, fwhm_px, margin=margin, ignore=ignore)
     labels, n = ndimage.label(seeds, np.ones((3, 3), bool))
     if n == 0:
         return np.zeros(seeds.shape, bool)
+    background = ndimage.median_filter(img, 7, mode="nearest")  # one for the limit and the test
+    excess = img - background
+    limit = _ratio_limit(img, background, sigma, usable, fwhm_px, margin, MIN_STARS)
     index = np.arange(1, n + 1)
     peaks = np.asarray(ndimage.maximum_position(np.where(seeds, excess, -np.inf), labels, index))
     ys, xs = peaks[:, 0], peaks[:, 1]
     side, complete = _fainter_side_pair(excess, usable, ys, xs)
     spread = np.sqrt(ndimage.mean(sigma**2, labels, index) / 2.0)  # the noise of a pair's mean
     # beside ignored pixels (saturated cores, bleed columns, filled before this) the background is not sky
-    near_bad = ndimage.binary_dilation(~usable, iterations=3) if not usable.all() else np.zeros(img.shape, bool)
+    near_bad = ndimage.binary_dilation(~usable, iterations=3)
     touches_bad = ndimage.maximum(near_bad, labels, index).astype(bool)
     sharp = complete & ~touches_bad & (side + significance * spread < excess[ys, xs] / limit)
     return np.isin(labels, index[sharp])
 
 
 def protected_sources(image, ignore, read_noise: float, *, grow: int = 2, seeds=None,
-                      fwhm_px: float | None = None) -> np.ndarray:
+                      fwhm_px: float | None = None, noise_sigma=None) -> np.ndarray:
     """Sources whose pixels must count in an evaluation (:func:`source_pixels`), less the rays on them that
     no star can make: long thin ones (:func:`elongated_components`) and, given the camera's sharpest PSF
     FWHM ``fwhm_px``, ones sharper than a star's peak (:func:`sharper_than_psf`).
@@ -209,10 +221,11 @@ def protected_sources(image, ignore, read_noise: float, *, grow: int = 2, seeds=
     A long cosmic ray survives the 5x5 median that finds sources, and a compact bright one lifts the median
     of its own neighbourhood above the sky, so a plain source mask would protect them and count their pixels
     as false positives of every method that finds them. ``seeds``: the finder's ungrown mask
-    (``find_own_cosmic_rays(..., grow=0)``), when the caller has it already.
+    (``find_own_cosmic_rays(..., grow=0)``) and ``noise_sigma``: :func:`local_noise`, when the caller has
+    them already.
     """
     image = np.asarray(image, np.float64)
-    sigma = local_noise(image, read_noise)
+    sigma = local_noise(image, read_noise) if noise_sigma is None else noise_sigma
     if seeds is None:
         seeds = find_own_cosmic_rays(image, sigma, grow=0)
     rays = elongated_components(seeds)

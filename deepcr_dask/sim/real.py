@@ -116,13 +116,14 @@ def own_rays(image, ignore, read_noise: float, *, crowded: bool = False, fwhm_px
     long and thin or too sharp for a star of PSF FWHM ``fwhm_px``:
     :func:`~deepcr_dask.sim.own_rays.protected_sources`). In a crowded field, where faint undersampled stars
     fill the "sky" and spikes and rings make long thin groups, only the groups sharper than any star."""
+    if crowded and fwhm_px is None:
+        return np.zeros(np.shape(image), bool)
     sigma = local_noise(image, read_noise)
     seeds = find_own_cosmic_rays(image, sigma, grow=0)  # once, for both uses
     if crowded:
-        if fwhm_px is None:
-            return np.zeros(np.shape(image), bool)
         return grow_disk(sharper_than_psf(image, seeds, sigma, fwhm_px, ignore=ignore), 2)
-    return grow_disk(seeds, 2) & ~protected_sources(image, ignore, read_noise, seeds=seeds, fwhm_px=fwhm_px)
+    return grow_disk(seeds, 2) & ~protected_sources(image, ignore, read_noise, seeds=seeds, fwhm_px=fwhm_px,
+                                                    noise_sigma=sigma)
 
 
 def real_frames(field: str, folder: str | os.PathLike | None = None, *, chips: Sequence[int] = (0, 1, 2, 3),
