@@ -24,7 +24,8 @@ footprint catalogue is equally present or absent).
 
 Modules: :mod:`.instruments` (presets), :mod:`.catalogue` (real footprints), :mod:`.rays` (synthetic rays,
 injection), :mod:`.scenes` (simulated frames), :mod:`.samples` (frames with rays and truth), :mod:`.own_rays`
-(a real frame's own cosmic rays), :mod:`.real` (the real frames of ``../shared/data/real``).
+(a real frame's own cosmic rays), :mod:`.sharpness` (peaks too sharp for a star), :mod:`.real` (the real
+frames of ``../shared/data/real``).
 """
 
 from __future__ import annotations

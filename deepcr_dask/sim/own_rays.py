@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["elongated_components", "find_own_cosmic_rays", "grow_disk", "local_noise", "peak_ratio_limit",
-           "protected_sources", "sharper_than_psf", "source_pixels", "star_peak_ratio"]
+from .sharpness import sharper_than_psf
 
-MIN_STARS = 30  # bright stars a frame needs before its own stars set the sharpness limit
+__all__ = ["elongated_components", "find_own_cosmic_rays", "grow_disk", "local_noise", "protected_sources",
+           "source_pixels"]
 
 
 def find_own_cosmic_rays(
@@ -113,103 +111,6 @@ def elongated_components(seeds, *, min_length: float = 4.0, min_ratio: float = 2
         if length >= min_length and large >= min_ratio**2 * small and ys.size <= max_width * length:
             out[window] |= member
     return out
-
-
-def star_peak_ratio(fwhm_px: float) -> float:
-    """The largest peak / side-neighbour ratio a star can have: a Gaussian PSF of ``fwhm_px`` centred on a
-    pixel, integrated over pixels (off-centre stars and broader PSFs are flatter)."""
-    scale = fwhm_px / 2.3548 * math.sqrt(2.0)
-    centre = math.erf(0.5 / scale)
-    side = (math.erf(1.5 / scale) - centre) / 2.0
-    return centre / side
-
-
-def _fainter_side_pair(excess, usable, ys, xs) -> tuple[np.ndarray, np.ndarray]:
-    """Mean excess of the fainter of each pixel's two side-neighbour pairs (up-down, left-right), and
-    whether all four neighbours are in the frame and usable.
-
-    A star is about as wide across rows as across columns; a ray's track can be one pixel wide across
-    itself however long it is, so its fainter pair shows it sharp where the mean of all four would not.
-    """
-    h, w = excess.shape
-    pairs, complete = [], np.ones(ys.shape, bool)
-    for offsets in (((-1, 0), (1, 0)), ((0, -1), (0, 1))):
-        total = np.zeros(ys.shape)
-        for dy, dx in offsets:
-            y, x = ys + dy, xs + dx
-            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-            yc, xc = np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)
-            complete &= inside & usable[yc, xc]
-            total += excess[yc, xc]
-        pairs.append(total / 2.0)
-    return np.minimum(pairs[0], pairs[1]), complete
-
-
-def peak_ratio_limit(image, noise_sigma, fwhm_px: float, *, margin: float = 1.5, ignore=None,
-                     min_stars: int = MIN_STARS) -> float:
-    """The ratio of a peak to its fainter side-neighbour pair above which it is sharper than any star here.
-
-    ``margin`` times the larger of :func:`star_peak_ratio` for the camera's sharpest PSF and, where the frame
-    has at least ``min_stars`` bright stars (local maxima whose 5x5 median is 10 sigma over a 7x7 median
-    background), the 95th percentile of their ratios (the top 5% holds rays on stars and blends):
-    undersampled cameras' real cores are sharper than a Gaussian of their quoted FWHM, and the frame's own
-    stars say by how much.
-    """
-    img, sigma, usable = _prepared(image, noise_sigma, ignore)
-    return _ratio_limit(img, ndimage.median_filter(img, 7, mode="nearest"), sigma, usable, fwhm_px, margin,
-                        min_stars)
-
-
-def _prepared(image, noise_sigma, ignore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float64 image, noise sigma at every pixel, and the usable (unignored) pixels."""
-    img = np.asarray(image, np.float64)
-    sigma = np.broadcast_to(np.asarray(noise_sigma, np.float64), img.shape)
-    usable = np.ones(img.shape, bool) if ignore is None else ~np.asarray(ignore, bool)
-    return img, sigma, usable
-
-
-def _ratio_limit(img, background, sigma, usable, fwhm_px: float, margin: float, min_stars: int) -> float:
-    """:func:`peak_ratio_limit` given the 7x7 median background."""
-    excess = img - background
-    smooth = ndimage.median_filter(img, 5, mode="nearest") - background
-    peaks = (img == ndimage.maximum_filter(img, 3)) & (smooth > 10 * sigma) & usable
-    ys, xs = np.nonzero(peaks)
-    side, complete = _fainter_side_pair(excess, usable, ys, xs)
-    keep = complete & (side > 0)
-    bound = star_peak_ratio(fwhm_px)
-    if keep.sum() >= min_stars:
-        bound = max(bound, float(np.percentile(excess[ys[keep], xs[keep]] / side[keep], 95)))
-    return margin * bound
-
-
-def sharper_than_psf(image, seeds, noise_sigma, fwhm_px: float, *, margin: float = 1.5,
-                     significance: float = 3.0, ignore=None) -> np.ndarray:
-    """Connected groups of ``seeds`` whose brightest pixel is too sharp to be a star's peak.
-
-    A group is taken as a ray when the excess (over a 7x7 median background) of its peak's fainter side
-    pair lies ``significance`` sigma below ``peak / limit``, the limit being :func:`peak_ratio_limit` (the
-    camera's sharpest PSF, or the frame's own sharpest stars, times ``margin``). Faint peaks, whose
-    neighbours cannot be measured that well, groups on the frame's edge and groups within 3 px of an
-    ignored pixel stay undecided (not returned).
-    """
-    img, sigma, usable = _prepared(image, noise_sigma, ignore)
-    seeds = np.asarray(seeds, bool)
-    labels, n = ndimage.label(seeds, np.ones((3, 3), bool))
-    if n == 0:
-        return np.zeros(seeds.shape, bool)
-    background = ndimage.median_filter(img, 7, mode="nearest")  # one for the limit and the test
-    excess = img - background
-    limit = _ratio_limit(img, background, sigma, usable, fwhm_px, margin, MIN_STARS)
-    index = np.arange(1, n + 1)
-    peaks = np.asarray(ndimage.maximum_position(np.where(seeds, excess, -np.inf), labels, index))
-    ys, xs = peaks[:, 0], peaks[:, 1]
-    side, complete = _fainter_side_pair(excess, usable, ys, xs)
-    spread = np.sqrt(ndimage.mean(sigma**2, labels, index) / 2.0)  # the noise of a pair's mean
-    # beside ignored pixels (saturated cores, bleed columns, filled before this) the background is not sky
-    near_bad = ndimage.binary_dilation(~usable, iterations=3)
-    touches_bad = ndimage.maximum(near_bad, labels, index).astype(bool)
-    sharp = complete & ~touches_bad & (side + significance * spread < excess[ys, xs] / limit)
-    return np.isin(labels, index[sharp])
 
 
 def protected_sources(image, ignore, read_noise: float, *, grow: int = 2, seeds=None,

@@ -18,16 +18,17 @@ import numpy as np
 
 from ..data import real_data_dir
 from .instruments import Instrument, get_instrument
-from .own_rays import find_own_cosmic_rays, grow_disk, local_noise, protected_sources, sharper_than_psf
+from .own_rays import find_own_cosmic_rays, grow_disk, local_noise, protected_sources
+from .sharpness import sharper_than_psf
 
 __all__ = ["CROWDED_FIELDS", "REAL_FIELDS", "RealFrame", "crop_to_multiple", "own_rays", "real_frames"]
 
 REAL_FIELDS = ("wfpc2", "omegacen", "hrc", "saao", "gmos")
 # Star fields so crowded that the conservative finder cannot tell most rays from stars there (undersampled
 # cores, Airy rings, diffraction spikes and bleed columns all look like rays): besides their DQ-flagged pixels
-# only the rays sharper than the frame's own sharpest stars are ignored (sharper_than_psf); their other rays
-# (of about 0.1-0.3% of the pixels in these 60-100 s exposures) count as negatives for every method. A
-# conservative choice: false positives on stars are not hidden.
+# only the rays sharper than the frame's own sharpest stars are ignored (sharper_than_psf: 0.4-0.5% of the
+# pixels of Omega Cen's chips, 0.9% of HRC's, grown by 2 px); their other rays count as negatives for every
+# method. A conservative choice: false positives on stars are not hidden.
 CROWDED_FIELDS = ("omegacen", "hrc")
 GMOS_RAYS = ((slice(41, 72), slice(142, 161)), (slice(117, 147), slice(35, 43)))  # the cutout's two known rays
 
