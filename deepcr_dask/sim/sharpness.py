@@ -5,6 +5,10 @@ one pixel wide across itself at any angle. So a peak is compared with the fainte
 neighbour pairs through it (up-down and left-right at 1 px, the two diagonals at sqrt(2) px): a track
 along a row, a column or a diagonal leaves one pair near the sky, which no star does. Each pair kind has
 its own limit, from a Gaussian of the camera's sharpest FWHM or from the frame's own bright stars.
+
+Excess is measured over one background per peak, the lower quartile of its 7x7 window: in a crowded or
+well-sampled field a median taken at each neighbour sits on the star itself, leaves the neighbours no
+excess and makes the star look infinitely sharp; a background too low only makes every peak flatter.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from scipy import ndimage
 __all__ = ["MIN_STARS", "PeakRatioLimits", "peak_ratio_limit", "sharper_than_psf", "star_peak_ratio"]
 
 MIN_STARS = 30  # bright stars a frame needs before its own stars set the sharpness limits
+BACKGROUND_HALF = 3  # a peak's background: the lower quartile of the usable pixels of its 7x7 window
 BACKGROUND_PERCENTILE = 25.0
-BACKGROUND_HALF = 3  # the local background: median of the usable pixels of a 7x7 window
 AXIS_PAIRS = (((-1, 0), (1, 0)), ((0, -1), (0, 1)))
 DIAGONAL_PAIRS = (((-1, -1), (1, 1)), ((-1, 1), (1, -1)))
 
@@ -52,7 +56,7 @@ def _prepared(image, noise_sigma, ignore) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def _local_background(img, usable, ys, xs) -> np.ndarray:
-    """Median of the usable in-frame pixels of the 7x7 window around each ``(ys, xs)``.
+    """Lower quartile of the usable in-frame pixels of the 7x7 window around each ``(ys, xs)``.
 
     Only usable pixels: a filled saturated core, bleed column or hot pixel (filled with the frame's median,
     which in a crowded field can lie far above or below the local sky) would otherwise shift the
