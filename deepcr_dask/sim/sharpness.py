@@ -167,10 +167,9 @@ def sharper_than_psf(image, seeds, noise_sigma, fwhm_px: float, *, margin: float
     if n == 0:
         return np.zeros(seeds.shape, bool)
     index = np.arange(1, n + 1)
+    # a group wholly on ignored pixels gets an ignored "peak", which _measurable rejects
     peaks = np.asarray(ndimage.maximum_position(np.where(seeds & usable, img, -np.inf), labels, index))
     ys, xs = peaks[:, 0], peaks[:, 1]
-    on_usable = usable[ys, xs]  # a group wholly on ignored pixels has no peak to measure
-    ys, xs = ys[on_usable], xs[on_usable]
     limits = peak_ratio_limit(img, sigma, fwhm_px, margin=margin, ignore=~usable)
     peak, axis, diagonal = _peak_profiles(img, usable, ys, xs)
     peak_var = sigma[ys, xs] ** 2 + np.clip(peak, 0, None)  # the ray's (or star's) own Poisson noise
@@ -179,4 +178,4 @@ def sharper_than_psf(image, seeds, noise_sigma, fwhm_px: float, *, margin: float
     for pair, limit in ((axis, limits.axis), (diagonal, limits.diagonal)):
         noise = np.sqrt(peak_var + limit**2 * pair_var)
         sharp |= peak - limit * pair > significance * noise  # False where not measurable (NaN)
-    return np.isin(labels, index[on_usable][sharp])
+    return np.isin(labels, index[sharp])
