@@ -35,11 +35,13 @@ class _Scaling:
     track: float
 
     @classmethod
-    def for_instrument(cls, inst: Instrument) -> _Scaling:
+    def for_instrument(cls, inst: Instrument, pixel_um: float = ITL_PIXEL_UM,
+                       thickness_um: float = ITL_THICKNESS_UM) -> _Scaling:
+        """From a source sensor (``pixel_um``, ``thickness_um``: the imSim ITL one by default) to ``inst``."""
         return cls(
-            amplitude=inst.thickness_um / ITL_THICKNESS_UM,
-            width=ITL_PIXEL_UM / inst.pixel_um,
-            track=(inst.thickness_um / inst.pixel_um) / (ITL_THICKNESS_UM / ITL_PIXEL_UM),
+            amplitude=inst.thickness_um / thickness_um,
+            width=pixel_um / inst.pixel_um,
+            track=(inst.thickness_um / inst.pixel_um) / (thickness_um / pixel_um),
         )
 
     @property
@@ -128,7 +130,8 @@ class _Footprint:
 # ------------------------------------------------------------------------------------ footprint catalogue
 @dataclass(frozen=True, eq=False)
 class FootprintCatalogue:
-    """Real cosmic-ray footprints (electrons) from imSim's ITL lab darks.
+    """Real cosmic-ray footprints (electrons): imSim's ITL lab darks, or rays harvested from real repeat
+    exposures (:mod:`.harvest`), with the sensor they come from.
 
     The FITS table holds one row per horizontal span: ``fp_id`` (the ray), ``x0``/``y0`` (the span's first
     pixel on the amplifier) and ``pixel_values`` (the span's charges along x). The rows of one ``fp_id``
@@ -145,6 +148,11 @@ class FootprintCatalogue:
         Smallest pixel charge kept (the catalogue's detection cut).
     n_pixels, length_px, total_e : ndarray
         Per-footprint pixel count, length (1 + largest extent between pixel centres) and charge.
+    pixel_um, thickness_um : float
+        The source sensor's pixel pitch and thickness (how :meth:`sample` rescales to another camera).
+    binning : tuple of int
+        (y, x) binning of the frames the rays were cut from; ``(1, 1)`` once unbinned.
+    name : str
     """
 
     path: Path
@@ -155,6 +163,10 @@ class FootprintCatalogue:
     n_pixels: np.ndarray = field(repr=False)
     length_px: np.ndarray = field(repr=False)
     total_e: np.ndarray = field(repr=False)
+    pixel_um: float = ITL_PIXEL_UM
+    thickness_um: float = ITL_THICKNESS_UM
+    binning: tuple[int, int] = (1, 1)
+    name: str = "imsim-itl"
 
     def __len__(self) -> int:
         return len(self.footprints)
@@ -168,8 +180,12 @@ class FootprintCatalogue:
     @property
     def rate_per_cm2_s(self) -> float:
         """Event rate of the lab darks (cm^-2 s^-1)."""
-        area = self.sensor_pixels * (ITL_PIXEL_UM * 1e-4) ** 2
+        area = self.sensor_pixels * (self.pixel_um * 1e-4) ** 2
         return len(self) / area / self.exptime
+
+    def scaling(self, instrument: str | Instrument) -> _Scaling:
+        """How this catalogue's footprints map onto ``instrument``."""
+        return _Scaling.for_instrument(get_instrument(instrument), self.pixel_um, self.thickness_um)
 
     def sample(self, instrument: str | Instrument, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """Draw one footprint, rescaled and randomly oriented for ``instrument``.
@@ -183,7 +199,7 @@ class FootprintCatalogue:
             Charge in electrons (float64), zero outside the footprint.
         fp_id : int
         """
-        scaling = _Scaling.for_instrument(get_instrument(instrument))
+        scaling = self.scaling(instrument)
         for _ in range(1000):  # faint lab events can fall below the cut on a thinner sensor: draw again
             fp = self.footprints[int(rng.integers(len(self)))]
             stamp = fp.transformed(scaling, self.floor_e(scaling), rng)
@@ -203,7 +219,7 @@ class FootprintCatalogue:
         """
         if instrument is None:
             return self.n_pixels, self.length_px, self.total_e
-        scaling = _Scaling.for_instrument(get_instrument(instrument))
+        scaling = self.scaling(instrument)
         rng = np.random.default_rng(seed)
         stamps = [fp.transformed(scaling, self.floor_e(scaling), rng) for fp in self.footprints]
         stamps = [s for s in stamps if s.any()]  # as in :meth:`sample`
@@ -269,6 +285,10 @@ def _load_catalogue(path: Path) -> FootprintCatalogue:
         y0 = np.asarray(table["y0"], np.int64)
         values = [np.asarray(v, np.float64) for v in table["pixel_values"]]
         exptime, npix = float(header.get("EXPTIME", 1500.0)), int(header.get("NUM_PIX", 16_288_000))
+        sensor = {"pixel_um": float(header.get("PIXUM", ITL_PIXEL_UM)),
+                  "thickness_um": float(header.get("THICKUM", ITL_THICKNESS_UM)),
+                  "binning": (int(header.get("BINAXIS2", 1)), int(header.get("BINAXIS1", 1))),
+                  "name": str(header.get("SOURCE", "imsim-itl"))}
     order = np.argsort(ids, kind="stable")  # group spans by ray
     bounds = np.flatnonzero(np.r_[True, np.diff(ids[order]) != 0, True])
     footprints = []
@@ -290,6 +310,7 @@ def _load_catalogue(path: Path) -> FootprintCatalogue:
         n_pixels=n.astype(np.int64),
         length_px=length,
         total_e=np.array([fp.charge.sum() for fp in footprints]),
+        **sensor,
     )
 
 

@@ -71,6 +71,8 @@ INSTRUMENTS: dict[str, Instrument] = {
         # ACS/HRC (the real 47 Tuc frame's header: gain 2.216, read noise 4.71 e-; 21 um pixels of 0.025").
         Instrument("ACS-HRC", 21.0, 0.025, 2.216, 4.71, 140_000.0, 1.5, (2.0, 2.6), (0.01, 0.05), 15.0),
         Instrument("WFC3-UVIS", 15.0, 0.04, 1.0, 3.1, 63_000.0, 1.5, (1.8, 2.0), (0.02, 0.10), 15.0),
+        # STIS CCD (SITe 1024x1024, 21 um pixels of 0.05"), CCDGAIN 1: the ADC saturates near 33,000 e-.
+        Instrument("STIS-CCD", 21.0, 0.05, 1.0, 4.4, 33_000.0, 1.5, (1.5, 2.5), (0.001, 0.05), 15.0),
         # WFPC2 at gain 7 saturates in the 12-bit ADC (4095 DN).
         Instrument("WFPC2", 15.0, 0.1, 7.0, 5.3, 28_000.0, 1.5, (1.3, 1.5), (0.03, 0.20), 15.0),
         # Ground: secondary muons at sea level, about 1 / cm^2 / minute.
