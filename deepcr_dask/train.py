@@ -464,7 +464,7 @@ def train_inpaint(data: Pairs | None = None, output: str | Path = "trained", *, 
 
 def train_real(kind: str, output: str | Path, *, real: Sequence[str], val_real: Sequence[str], n_real: int = 256,
                n_sim: int = 0, n_val: int = 64, patch: int = 128, instrument: str = "ACS-WFC",
-               raw_fraction: float = 0.3, resume: bool = False, **options) -> TrainResult:
+               raw_fraction: float = 0.3, n_pairs: int = 0, resume: bool = False, **options) -> TrainResult:
     """Train on real frames with injected rays (plus ``n_sim`` simulated patches), validated on other frames.
 
     Parameters
@@ -476,10 +476,14 @@ def train_real(kind: str, output: str | Path, *, real: Sequence[str], val_real: 
         be in both.
     n_real, n_sim, n_val : int
         Patches cut from the training frames, simulated (``instrument``), and cut from the validation frames.
+    n_pairs : int
+        Patches of the STIS CR-SPLIT pairs labelled by their difference, from the training associations
+        (:func:`deepcr_dask.training_data.pair_patches`); as many again from the validation association join
+        the validation set (half as many when ``n_pairs`` exceeds ``n_val``).
     **options
         :class:`TrainConfig` fields.
     """
-    from .training_data import frames_from_names, mixed_pairs, real_pairs
+    from .training_data import frames_from_names, mixed_pairs, pair_patches, real_pairs
 
     train_frames, val_frames = frames_from_names(real), frames_from_names(val_real)
     shared = {f.name for f in train_frames} & {f.name for f in val_frames}
@@ -490,6 +494,12 @@ def train_real(kind: str, output: str | Path, *, real: Sequence[str], val_real: 
     if n_sim:
         parts.append(simulated_pairs(kind, n_sim, patch, instrument, seed))
     val = real_pairs(val_frames, n_val, patch, seed + 1_000_003, raw_fraction=raw_fraction, kind=kind)
+    if n_pairs:
+        if kind != "mask":
+            raise InputError("--n-pairs labels rays, not clean pixels: mask training only")
+        parts.append(pair_patches("train", n_pairs, patch, seed))
+        val = mixed_pairs([val, pair_patches("validation", min(n_pairs, max(n_val // 2, 1)), patch,
+                                             seed + 1_000_003)])
     # Thresholds by FPR come from the validation frames whose own rays are found (not crowded fields, where
     # they stay unlabelled and would count as false positives).
     from .sim.real import CROWDED_FIELDS
@@ -498,7 +508,7 @@ def train_real(kind: str, output: str | Path, *, real: Sequence[str], val_real: 
     calibration = real_pairs(sparse, n_val, patch, seed + 2_000_003, raw_fraction=raw_fraction, kind=kind) \
         if sparse and len(sparse) < len(val_frames) else None
     data = {"real": list(real), "val_real": list(val_real), "n_real": n_real, "n_sim": n_sim, "n_val": n_val,
-            "patch": patch, "raw_fraction": raw_fraction,
+            "patch": patch, "raw_fraction": raw_fraction, "n_pairs": n_pairs,
             "frames": {"train": [f.name for f in train_frames], "validation": [f.name for f in val_frames],
                        "thresholds": [f.name for f in (sparse if calibration is not None else val_frames)]}}
     config = TrainConfig(kind=kind, instrument=instrument, data=data, **options)
@@ -523,6 +533,8 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-val", type=int, default=64, help="validation patches cut from the --val-real frames")
     parser.add_argument("--raw-fraction", type=float, default=0.3,
                         help="share of real patches injected with unrescaled catalogue footprints")
+    parser.add_argument("--n-pairs", type=int, default=0,
+                        help="patches of the STIS CR-SPLIT training pairs, labelled by their difference (mask)")
     parser.add_argument("--default-fpr", type=float, default=None,
                         help="set the model's default threshold to its validation threshold at this FPR")
     parser.add_argument("--labels", nargs="*", help="masks (mask) or clean images (inpaint), one per image")
@@ -546,7 +558,7 @@ def train_main(argv: list[str] | None = None) -> int:
             parser.error("--real needs --val-real: validation takes whole frames held out from training")
         result = train_real(args.kind, args.output, real=args.real, val_real=args.val_real, n_real=args.n_real,
                             n_sim=args.n_train, n_val=args.n_val, patch=args.patch, instrument=args.instrument,
-                            raw_fraction=args.raw_fraction, resume=args.resume, **options)
+                            raw_fraction=args.raw_fraction, n_pairs=args.n_pairs, resume=args.resume, **options)
         print(f"saved {result.model_path} and {result.metadata_path} (best epoch {result.best_epoch})")
         return 0
     data = None
