@@ -15,7 +15,7 @@ from ..fill import median_fill
 from ..metrics import Tally, default_thresholds, inpainting_error, tally_masks, tally_scores
 from ..sim import Sample
 from .methods import OBJLIM, SIGCLIPS, Detection, Inputs, Method, build_method, checksum, prepare_inputs
-from .scenes import REAL_FIELDS, SIM_FIELDS, build_scenes
+from .scenes import INDEPENDENT_FIELDS, REAL_FIELDS, SIM_FIELDS, build_scenes
 
 __all__ = ["RECALL_FPR", "TARGET_FPRS", "BenchmarkConfig", "build_methods", "run_benchmark"]
 
@@ -27,7 +27,7 @@ RECALL_FPR = 5e-4  # per-object recall is reported at this FPR
 class BenchmarkConfig:
     """What :func:`run_benchmark` measures. :meth:`quick` is the CI size; the defaults the full run."""
 
-    fields: tuple[str, ...] = REAL_FIELDS + SIM_FIELDS
+    fields: tuple[str, ...] = INDEPENDENT_FIELDS + REAL_FIELDS + SIM_FIELDS
     methods: tuple[str, ...] = ("cleaner:ACS-WFC", "deepcr:ACS-WFC", "astroscrappy")
     inpaint: str | None = "ACS-WFC-F606W-2-32"  # network inpainting for cleaner and deepcr; None: median
     realisations: dict[str, int] = field(default_factory=lambda: {"wfpc2": 6, "omegacen": 1, "hrc": 1, "saao": 4,
@@ -50,11 +50,15 @@ class BenchmarkConfig:
     threads: int | None = 1  # per method, for torch and OpenMP; None leaves them alone
     seed: int = 0
     data_dir: str | None = None
+    # Which whole STIS associations the independent-truth fields use: "test" for the tables, "validation" for
+    # choosing epochs and defaults (sim.harvest.HARVEST_SPLITS); "train" rays are for training only.
+    split: str = "test"
 
     @classmethod
     def quick(cls, **overrides) -> BenchmarkConfig:
         """Small enough for CI (seconds): one WFPC2 chip, GMOS, a small sparse field, 4 sigclips."""
-        base = cls(fields=("wfpc2", "gmos", "sparse"), realisations={"wfpc2": 1, "saao": 1, "gmos": 2},
+        base = cls(fields=("stis", "hstrays-gmos", "wfpc2", "gmos", "sparse"),
+                   realisations={"wfpc2": 1, "saao": 1, "gmos": 2},
                    wfpc2_chips=(2,), crop=128, sim_shape=(128, 128), sim_seeds=(1000,), n_thresholds=161,
                    sigclips=(3.0, 4.5, 6.0, 10.0))
         return replace(base, **overrides)

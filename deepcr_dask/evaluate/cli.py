@@ -9,7 +9,7 @@ from dataclasses import replace
 from .benchmark import BenchmarkConfig, run_benchmark
 from .methods import SWEEP_METHODS
 from .report import markdown_table, save_results
-from .scenes import REAL_FIELDS, SIM_FIELDS
+from .scenes import INDEPENDENT_FIELDS, REAL_FIELDS, SIM_FIELDS
 
 __all__ = ["config_from_args", "evaluate_main"]
 
@@ -27,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
                         "installed")
     p.add_argument("--cosmic-conn-models", nargs="+", default=["ground_imaging", "HST_ACS_WFC"],
                    help="Cosmic-CoNN models (those its package ships: ground_imaging, NRES, HST_ACS_WFC)")
-    p.add_argument("--fields", nargs="+", choices=REAL_FIELDS + SIM_FIELDS, help="field types (default: all)")
+    p.add_argument("--fields", nargs="+", choices=INDEPENDENT_FIELDS + REAL_FIELDS + SIM_FIELDS,
+                   help="field types (default: all, independent truth first)")
+    p.add_argument("--split", default="test", choices=["test", "validation"],
+                   help="STIS associations (pairs and harvested rays) of the independent-truth fields")
     p.add_argument("--inpaint", default="ACS-WFC-F606W-2-32",
                    help="inpaint network for cleaner and deepcr, or 'none' for the median fallback")
     p.add_argument("--dilate", action="store_true", help="tabulate the deepCR paper's convention (3x3-dilated TPR)")
@@ -53,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
             methods += [f"{kind}:{m}" for m in models]
     overrides = {"methods": tuple(methods), "inpaint": None if args.inpaint.lower() == "none" else args.inpaint,
                  "dilate": args.dilate, "data_dir": args.data_dir, "device": args.device,
-                 "threads": args.threads or None}
+                 "threads": args.threads or None, "split": args.split}
     if args.fields:
         overrides["fields"] = tuple(args.fields)
     return BenchmarkConfig.quick(**overrides) if args.quick else replace(BenchmarkConfig(), **overrides)
