@@ -122,11 +122,17 @@ class Cleaner:
 
     @property
     def _standardize(self) -> bool:
-        return self.mask_model.spec.normalize == "standardize"
+        return self.mask_model.spec.normalize in ("standardize", "sky")
+
+    @property
+    def _sky(self) -> float | None:
+        """The reference sky (electrons) of a ``"sky"``-normalised mask model, else None."""
+        spec = self.mask_model.spec
+        return spec.sky if spec.normalize == "sky" else None
 
     def stats(self, data: np.ndarray, ignored: np.ndarray) -> ImageStats:
         """Whole-image statistics this Cleaner's models need."""
-        return image_stats(data, ignored, self.scale, self._standardize)
+        return image_stats(data, ignored, self.scale, self._standardize, self._sky)
 
     def probability(self, image, ignore=None) -> np.ndarray:
         """Per-pixel cosmic-ray probability in [0, 1] (0 at ignored pixels), float32, same shape."""

@@ -28,7 +28,7 @@ from . import cleaner as cleaner_module
 from .cleaner import get_cleaner
 from .errors import InputError
 from .graphs import copy_arrays
-from .preprocess import BACKGROUND_STRIDE, ImageStats, Region
+from .preprocess import BACKGROUND_STRIDE, ImageStats, Region, sky_stats
 from .thresholds import resolve_threshold
 from .tiling import Geometry, Span
 from .zoo import get_spec
@@ -179,11 +179,14 @@ def _moments(block, ignored, scale: float) -> tuple[int, float, float]:
     return int(values.size), mean, float(((values - mean) ** 2).sum())
 
 
-def _assemble_stats(sample, sample_ignored, moments, standardize: bool) -> ImageStats:
+def _assemble_stats(sample, sample_ignored, moments, standardize: bool, scale: float = 1.0,
+                    sky: float | None = None) -> ImageStats:
     """:class:`ImageStats` as :func:`deepcr_dask.preprocess.image_stats` defines them: the background is
     the median of the same strided sample; mean and variance combine the blocks' moments (Chan et al.)."""
     sample = np.asarray(sample)[~np.asarray(sample_ignored)]
     background = float(np.median(sample)) if sample.size else 0.0
+    if sky is not None:
+        return sky_stats(background, scale, sky)
     if not standardize:
         return ImageStats(background=background)
     count, mean, m2 = 0, 0.0, 0.0
@@ -200,14 +203,14 @@ def _assemble_stats(sample, sample_ignored, moments, standardize: bool) -> Image
     return ImageStats(mean, std if std > 0 else 1.0, background)
 
 
-def _statistics(image: da.Array, ignored: da.Array, scale: float, standardize: bool):
+def _statistics(image: da.Array, ignored: da.Array, scale: float, standardize: bool, sky: float | None = None):
     """A delayed :class:`ImageStats`: one small task per block (its moments and its strided sample)."""
     s = slice(None, None, BACKGROUND_STRIDE)
     moments = []
-    if standardize:
+    if standardize and sky is None:
         blocks, flags = image.to_delayed().ravel(), ignored.to_delayed().ravel()
         moments = [dask.delayed(_moments, pure=True)(b, f, scale) for b, f in zip(blocks, flags)]
-    return dask.delayed(_assemble_stats, pure=True)(image[s, s], ignored[s, s], moments, standardize)
+    return dask.delayed(_assemble_stats, pure=True)(image[s, s], ignored[s, s], moments, standardize, scale, sky)
 
 
 # -- second pass: one kernel call per block ------------------------------------------------------------
@@ -325,10 +328,11 @@ def clean_dask(
     sources = [image] if ignore is None else [image, ignore]
 
     # First pass on a copy of the input's graph: read, reduce, release.
-    token = dask.base.tokenize(*sources, spec.scale, spec.normalize)
+    token = dask.base.tokenize(*sources, spec.scale, spec.normalize, spec.sky)
     first = [x.rechunk(merged) for x in copy_arrays(sources, ("statistics", token))]
     first_ignored = ~da.isfinite(first[0]) if ignore is None else (~da.isfinite(first[0]) | first[1])
-    stats = _statistics(first[0], first_ignored, spec.scale, spec.normalize == "standardize")
+    stats = _statistics(first[0], first_ignored, spec.scale, spec.normalize == "standardize",
+                        spec.sky if spec.normalize == "sky" else None)
     # Second pass: the input read again, each read waiting for the statistics.
     work = [x.rechunk(merged) for x in copy_arrays(sources, ("cleaning", token), after=stats)]
     overlapped = [da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False) for x in work]

@@ -16,7 +16,7 @@ from .errors import InputError
 from .fill import median_fill
 from .tiling import Span, TilePlan, crop, image_part, image_span
 
-__all__ = ["BACKGROUND_STRIDE", "ImageStats", "Region", "image_stats", "prepare_image"]
+__all__ = ["BACKGROUND_STRIDE", "ImageStats", "Region", "image_stats", "prepare_image", "sky_stats"]
 
 BACKGROUND_STRIDE = 4  # the fill background is the median of every 4th valid pixel in each direction
 
@@ -78,15 +78,26 @@ def prepare_image(image, ignore=None, *, name: str = "image") -> tuple[np.ndarra
     return data, ignored
 
 
-def image_stats(data: np.ndarray, ignored: np.ndarray, scale: float, standardize: bool) -> ImageStats:
+def sky_stats(background: float, scale: float, sky: float) -> ImageStats:
+    """The statistics of the ``"sky"`` normalisation: the image's background moved to ``sky`` electrons
+    (``(x - background + sky) / scale``, as a standardisation with std 1), so that a constant added to the
+    image changes nothing the networks see."""
+    return ImageStats((background - sky) / scale, 1.0, background)
+
+
+def image_stats(data: np.ndarray, ignored: np.ndarray, scale: float, standardize: bool,
+                sky: float | None = None) -> ImageStats:
     """Whole-image statistics of the valid pixels (float64 sums).
 
     The background is the median of a strided subsample, so the Dask path reproduces it exactly
-    by computing the same small array.
+    by computing the same small array. With ``sky`` (electrons), the ``"sky"`` normalisation's statistics
+    (:func:`sky_stats`).
     """
     s = slice(None, None, BACKGROUND_STRIDE)
     sample = data[s, s][~ignored[s, s]]
     background = float(np.median(sample)) if sample.size else 0.0
+    if sky is not None:
+        return sky_stats(background, scale, sky)
     if not standardize:
         return ImageStats(background=background)
     valid = data[~ignored]

@@ -50,7 +50,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 5  # early stopping: epochs without validation improvement
     scale: float = 1.0
-    normalize: str = "none"
+    normalize: str = "none"  # "none" | "standardize" | "sky" (mask: each patch's median moved to ``sky``)
+    sky: float = 200.0  # electrons, for normalize="sky"
     units: str = "electrons"
     instrument: str = ""
     threshold: float = 0.5
@@ -181,7 +182,9 @@ def as_cleaner_input(data: Pairs) -> Pairs:
 
 def _normalize(images: np.ndarray, config: TrainConfig) -> np.ndarray:
     x = images / np.float32(config.scale)
-    if config.normalize == "standardize":
+    if config.normalize == "sky":  # as the Cleaner: the background (the patch's median) moved to ``sky``
+        x = x - np.median(x, axis=(1, 2), keepdims=True) + np.float32(config.sky / config.scale)
+    elif config.normalize == "standardize":
         mean = x.mean(axis=(1, 2), keepdims=True)
         std = x.std(axis=(1, 2), keepdims=True)
         x = (x - mean) / np.where(std > 0, std, 1)
@@ -294,7 +297,8 @@ def _save_model(net: UNet, config: TrainConfig, arch: Architecture, folder: Path
     if by_fpr and config.default_fpr is not None:
         threshold = by_fpr[fpr_key(config.default_fpr)]
     meta = {"name": config.name, "kind": config.kind, "architecture": asdict(arch), "scale": config.scale,
-            "normalize": config.normalize, "units": config.units, "instrument": config.instrument,
+            "normalize": config.normalize, "sky": config.sky if config.normalize == "sky" else 0.0,
+            "units": config.units, "instrument": config.instrument,
             "threshold": threshold, "description": f"trained with deepcr-dask {__version__}",
             "training": {"command": config.command, "config": asdict(config), "best_epoch": best_epoch,
                          "final": history[best_epoch - 1] if history else {}}}
@@ -541,6 +545,9 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--sky", type=float, default=None,
+                        help="normalise each image's background to this many electrons (mask models: "
+                             "indifferent to a constant sky)")
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--patience", type=int, default=5)
@@ -552,6 +559,7 @@ def train_main(argv: list[str] | None = None) -> int:
     options = dict(name=args.name or f"{args.instrument}-{args.kind}", epochs=args.epochs, batch_size=args.batch_size,
                    lr=args.lr, hidden=args.hidden, depth=args.depth, patience=args.patience, seed=args.seed,
                    init=args.init, device=args.device, default_fpr=args.default_fpr,
+                   **({"normalize": "sky", "sky": args.sky} if args.sky is not None else {}),
                    command="deepcr-dask train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[2:])))
     if args.real:
         if not args.val_real:

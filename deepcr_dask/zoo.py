@@ -51,7 +51,10 @@ class ModelSpec:
     source: str  # "deepcr" | "deepcr-dask" | "file"
     filename: str = ""  # inside the deepCR zoo, or a path
     scale: float = 1.0  # the input is divided by this
-    normalize: str = "none"  # "none" | "standardize" (whole-image (x - mean) / std, as deepCR's WFC3-UVIS)
+    # "none" | "standardize" (whole-image (x - mean) / std, as deepCR's WFC3-UVIS) | "sky" (the whole image's
+    # background moved to ``sky`` electrons: indifferent to a constant sky)
+    normalize: str = "none"
+    sky: float = 0.0  # electrons: the reference background of the "sky" normalisation
     units: str = "electrons"
     instrument: str = ""
     threshold: float = 0.5
