@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Quality benchmark: detection ROC, TPR at fixed FPR, per-object recall, inpainting error and speed.
 
-Runs deepcr-dask's Cleaner, deepCR 0.3.1 and astroscrappy on the same inputs: real frames (WFPC2
-chips, SAAO, GMOS) with real cosmic-ray footprints injected at the instrument's rate (their own rays
-found and ignored), and the simulator's sparse, globular-cluster and resolved-galaxy fields. The work
-is done by :mod:`deepcr_dask.evaluate` (the same as ``deepcr-dask evaluate``).
+Runs deepcr-dask's Cleaner, deepCR 0.3.1, Cosmic-CoNN and astroscrappy on the same inputs. Independent
+truth first: the STIS CR-SPLIT and WHT pairs scored against their difference (``stis``, ``wht``), and real
+HST rays harvested from the STIS pairs injected into real WFPC2, SAAO and GMOS frames (``hstrays-*``); the
+test split (whole STIS associations no model trained on or was chosen with). Then real frames with imSim
+footprints injected (their own rays found by our heuristics and ignored: labels partly of our making), and
+the simulator's sparse, globular-cluster and resolved-galaxy fields. The work is done by
+:mod:`deepcr_dask.evaluate` (the same as ``deepcr-dask evaluate``).
 
 Usage::
 

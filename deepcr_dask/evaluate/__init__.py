@@ -3,9 +3,11 @@
 * **Adapters** (:mod:`.methods`) run each method (our :class:`~deepcr_dask.Cleaner`, deepCR 0.3.1,
   astroscrappy, the optional lacosmic and dfcosmic) on the same :class:`Inputs`, recording a checksum of
   the exact array each one receives.
-* **Scenes** (:mod:`.scenes`): real frames with their own cosmic rays found conservatively and ignored,
-  plus real cosmic-ray footprints (the imSim catalogue) injected at the instrument's rate; and the
-  simulator's field types. All from :mod:`deepcr_dask.sim`.
+* **Scenes** (:mod:`.scenes`), independent truth first: real repeat pairs scored against their difference
+  (STIS CR-SPLIT, WHT), and real HST rays harvested from the STIS pairs injected into real frames of other
+  cameras; then real frames with imSim footprints injected (their own rays found by our heuristics and
+  ignored) and the simulator's field types. All from :mod:`deepcr_dask.sim`.
+* **Inpainting on pairs** (:mod:`.inpainting`): each inpainter against the other exposure under a ray.
 * **Benchmark** (:mod:`.benchmark`): :func:`run_benchmark` returns a JSON-ready dict scored with
   :mod:`deepcr_dask.metrics`; :mod:`.report` presents it (:func:`markdown_table`, :func:`plot_rocs`);
   :func:`evaluate_main` is the ``deepcr-dask evaluate`` command.

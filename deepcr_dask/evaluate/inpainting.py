@@ -18,13 +18,14 @@ from scipy import ndimage
 from ..fill import median_fill
 from .methods import prepare_inputs
 
-__all__ = ["MEDIAN", "pair_inpainting"]
+__all__ = ["MEDIAN", "pair_inpainting", "pair_masks"]
 
 MEDIAN = "median"  # the 5x5 median fallback
 
 
-def _masks(pair, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mask to inpaint, pixels where the other exposure is a clean reference)."""
+def pair_masks(pair, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mask to inpaint: exposure ``k``'s rays grown by a pixel, off ignored pixels; the pixels of it where
+    the other exposure is a clean reference: off its own rays)."""
     from ..sim.pairs import AMBIGUOUS_SIGMA, pair_truth
 
     truth, _ = pair_truth(pair, k)
@@ -42,7 +43,7 @@ def _pair_cases(field: str, split: str, folder):
         else real_pairs(field, folder)
     for pair in pairs:
         for k in (0, 1):
-            mask, scored = _masks(pair, k)
+            mask, scored = pair_masks(pair, k)
             yield pair.exposures[k], pair.ignore, mask, scored, pair.reference(k)
 
 

@@ -25,14 +25,17 @@ footprint catalogue is equally present or absent).
 Modules: :mod:`.instruments` (presets), :mod:`.catalogue` (real footprints), :mod:`.rays` (synthetic rays,
 injection), :mod:`.scenes` (simulated frames), :mod:`.samples` (frames with rays and truth), :mod:`.own_rays`
 (a real frame's own cosmic rays), :mod:`.sharpness` (peaks too sharp for a star), :mod:`.real` (the real
-frames of ``../shared/data/real``).
+frames of ``../shared/data/real``), :mod:`.pairs` (real repeat exposures: rays with a truth from their
+difference), :mod:`.harvest` (real HST rays cut from the STIS pairs into catalogues, by whole association).
 """
 
 from __future__ import annotations
 
 from .catalogue import CATALOGUE_NAME, FootprintCatalogue, footprint_catalogue
+from .harvest import HARVEST_SPLITS, harvested_catalogue
 from .instruments import INSTRUMENTS, Instrument, get_instrument
 from .own_rays import find_own_cosmic_rays, local_noise, source_pixels
+from .pairs import RealPair, pair_truth
 from .rays import (
     TRUTH_SIGMA,
     Injection,
@@ -47,6 +50,7 @@ from .scenes import Scene, simulate_scene
 
 __all__ = [
     "CATALOGUE_NAME",
+    "HARVEST_SPLITS",
     "INSTRUMENTS",
     "REAL_FIELDS",
     "TRUTH_SIGMA",
@@ -55,6 +59,7 @@ __all__ = [
     "Instrument",
     "RayFootprint",
     "RealFrame",
+    "RealPair",
     "Sample",
     "Scene",
     "crop_to_multiple",
@@ -62,9 +67,11 @@ __all__ = [
     "find_own_cosmic_rays",
     "footprint_catalogue",
     "get_instrument",
+    "harvested_catalogue",
     "inject_catalogue_footprints",
     "inject_cosmic_rays",
     "local_noise",
+    "pair_truth",
     "real_frames",
     "simulate",
     "simulate_group",
