@@ -50,7 +50,7 @@ HSTRAY_FIELDS = ("hstrays-wfpc2", "hstrays-saao", "hstrays-gmos")
 INDEPENDENT_FIELDS = PAIR_FIELDS + HSTRAY_FIELDS  # truth from outside our code: these decide rankings
 # The STIS associations whose pair-difference scenes each split scores (the harvest's splits: whole
 # associations, so a split's scenes never hold a ray that was harvested for another split).
-WHT_ROWS = slice(1024, 3072)  # 2048 of the 4096 rows: the slit's middle, both exposures, all rays of it
+WHT_ROWS = slice(1536, 2560)  # 1024 of the 4096 rows (1 Mpix per exposure), the middle of the spectrum
 FOOTPRINT_FILE = CATALOGUE_NAME
 SIDE_MULTIPLE = 4  # deepCR's inpaint nets need sides that are multiples of 4; scenes are cropped to it
 # Rays injected per real frame: the expected count at these rates (events / cm^2 / s) over the frame's
