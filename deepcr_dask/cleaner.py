@@ -125,6 +125,12 @@ class Cleaner:
         return self.mask_model.spec.normalize in ("standardize", "sky")
 
     @property
+    def _inpaint_standardize(self) -> bool:
+        """The inpaint network's normalisation: a standardised mask model's, as before; never the mask model's
+        "sky" shift (no inpaint network was trained on it: it gets the image as it is)."""
+        return self.mask_model.spec.normalize == "standardize"
+
+    @property
     def _sky(self) -> float | None:
         """The reference sky (electrons) of a ``"sky"``-normalised mask model, else None."""
         spec = self.mask_model.spec
@@ -261,7 +267,7 @@ class Cleaner:
             return
         if self.inpaint_model is not None:
             inputs = [network_input(region, plan, stats, t.inner, self.geometry.fill_reach, self.scale,
-                                    self._standardize)[0] for t in batch]
+                                    self._inpaint_standardize)[0] for t in batch]
             stacks = []
             for x, mask in zip(inputs, masks):
                 m = mask.astype(np.float32)
@@ -272,7 +278,7 @@ class Cleaner:
             mask = mask[image_part(t.inner, plan.frames)] & ~ignored
             if self.inpaint_model is not None:
                 pred = predictions[i][image_part(t.inner, plan.frames)]
-                cleaned = np.where(mask, denormalize(pred, self.scale, self._standardize, stats), raw)
+                cleaned = np.where(mask, denormalize(pred, self.scale, self._inpaint_standardize, stats), raw)
             else:
                 cleaned = median_fill(raw, mask, ~(mask | ignored), background=stats.background)
             out["cleaned"][crop(t.core, plan.core)] = cleaned[crop(t.core, image_span(t.inner, plan.frames))]

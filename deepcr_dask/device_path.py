@@ -102,7 +102,8 @@ class DevicePath:
         plan = TilePlan.make(image_shape, core or (region.rows, region.cols), c.geometry, c.tile, want=want)
         data, ignored = self.upload(region.data), self.upload(region.ignored)
         held = _Held(data, ignored, region, plan)
-        x = None if want == "inpaint" and c.inpaint_model is None else self._network_units(held, stats)
+        x, x_inpaint = (None, None) if want == "inpaint" and c.inpaint_model is None \
+            else self._network_units(held, stats)
         given_t = self.upload(np.asarray(given, bool)) if given is not None else None
         shape = (plan.core[0].size, plan.core[1].size)
         out: dict[str, torch.Tensor] = {}
@@ -122,16 +123,20 @@ class DevicePath:
                 else:
                     masks = self._detect(held, x, batch, out, threshold)
                 if want in ("clean", "inpaint"):
-                    self._inpaint(held, x, stats, batch, masks, out)
+                    self._inpaint(held, x_inpaint, stats, batch, masks, out)
         return {name: tensor.cpu().numpy() for name, tensor in out.items()}
 
-    def _network_units(self, held: _Held, stats: ImageStats) -> torch.Tensor:
-        """The region with ignored pixels filled and scaled to network units (once, for every window)."""
+    def _network_units(self, held: _Held, stats: ImageStats) -> tuple[torch.Tensor, torch.Tensor]:
+        """The region with ignored pixels filled and scaled to the mask network's and the inpaint network's
+        units (once, for every window; the same tensor unless the mask model is "sky"-normalised)."""
         c = self.cleaner
         filled = held.data
         if bool(held.ignored.any()):
             filled = median_fill_torch(held.data, held.ignored, background=stats.background)
-        return normalize(filled, c.scale, c._standardize, stats)  # the host path's arithmetic, on tensors
+        x = normalize(filled, c.scale, c._standardize, stats)  # the host path's arithmetic, on tensors
+        if c._inpaint_standardize == c._standardize or c.inpaint_model is None:
+            return x, x
+        return x, normalize(filled, c.scale, c._inpaint_standardize, stats)
 
     def _detect(self, held: _Held, x: torch.Tensor, batch: tuple[Tile, ...], out, threshold: float):
         c = self.cleaner
@@ -162,7 +167,7 @@ class DevicePath:
             mask = mask[image_part(t.inner, plan.frames)] & ~ignored
             if c.inpaint_model is not None:
                 pred = predictions[i][image_part(t.inner, plan.frames)]
-                cleaned = torch.where(mask, denormalize(pred, c.scale, c._standardize, stats), raw)
+                cleaned = torch.where(mask, denormalize(pred, c.scale, c._inpaint_standardize, stats), raw)
             else:
                 cleaned = median_fill_torch(raw, mask, ~(mask | ignored), background=stats.background)
             out["cleaned"][crop(t.core, plan.core)] = cleaned[crop(t.core, image_span(t.inner, plan.frames))]

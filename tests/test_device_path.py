@@ -51,7 +51,8 @@ def test_median_fill_torch_equals_median_fill():
     assert (expected == -5.0).sum() > 0
 
 
-@pytest.mark.parametrize("mask,inpaint", [("ACS-WFC", None), ("ACS-WFC", "ACS-WFC-F606W-2-32"), ("WFC3-UVIS", None)])
+@pytest.mark.parametrize("mask,inpaint", [("ACS-WFC", None), ("ACS-WFC", "ACS-WFC-F606W-2-32"), ("WFC3-UVIS", None),
+                                          ("generic-HST", "generic-HST")])  # a "sky"-normalised mask model
 def test_device_path_on_cpu_equals_host_path(mask, inpaint):
     image, ignore = _frame()
     host = dcr.Cleaner(mask, inpaint, device="cpu", tile=96, pipeline="host")

@@ -98,3 +98,16 @@ def test_sky_normalisation_tiles_and_dask_exactly(sky_model):
     _, _, prob = clean_dask(da.from_array(image, chunks=(100, 120)), mask=sky_model, return_probability=True,
                             device="cpu")
     np.testing.assert_allclose(prob.compute(scheduler="sync"), whole, rtol=0, atol=1e-6)
+
+
+def test_the_inpaint_network_sees_the_image_unshifted(sky_model):
+    """The sky shift is the mask model's: an inpaint network gets the image as it was trained on it."""
+    from conftest import synthetic_frame
+
+    from deepcr_dask import Cleaner
+
+    image, truth = synthetic_frame((128, 160), seed=6, sky=30.0)
+    plain = sky_model.replace("sky.safetensors", "plain.safetensors")
+    shifted = Cleaner(sky_model, inpaint="generic-HST", device="cpu").inpaint(image, truth)
+    as_is = Cleaner(plain, inpaint="generic-HST", device="cpu").inpaint(image, truth)
+    np.testing.assert_array_equal(shifted, as_is)

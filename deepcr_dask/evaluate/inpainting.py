@@ -55,7 +55,7 @@ def _injected_cases(scenes):
 
 
 def pair_inpainting(models: Sequence[str], field: str = "stis", split: str = "test", folder=None,
-                    device: str = "cpu", scenes=None) -> dict[str, dict[str, float]]:
+                    device: str = "cpu", scenes=None, mask: str = "ACS-WFC") -> dict[str, dict[str, float]]:
     """RMS, bias and count of each inpainter's error on the rays of real pairs (or of ``scenes``).
 
     Parameters
@@ -68,6 +68,9 @@ def pair_inpainting(models: Sequence[str], field: str = "stis", split: str = "te
     scenes : sequence of Sample, optional
         Instead of the pairs: scenes with injected rays (mask: the truth grown by one pixel; reference: the
         frame without them).
+    mask : str
+        The mask model of the Cleaner that inpaints: its normalisation is the inpaint network's too (a
+        "sky" model moves the image's background to its reference level for both networks).
 
     Returns
     -------
@@ -77,7 +80,7 @@ def pair_inpainting(models: Sequence[str], field: str = "stis", split: str = "te
     from ..cleaner import Cleaner
 
     cases = _injected_cases(scenes) if scenes is not None else _pair_cases(field, split, folder)
-    inpainters = {MEDIAN: None, **{m: Cleaner("ACS-WFC", inpaint=m, device=device) for m in models}}
+    inpainters = {MEDIAN: None, **{m: Cleaner(mask, inpaint=m, device=device) for m in models}}
     sums = {name: [0.0, 0.0, 0] for name in inpainters}
     for image, ignore, mask, scored, reference in cases:
         inputs = prepare_inputs(image, ignore)
