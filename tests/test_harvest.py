@@ -112,3 +112,13 @@ def test_training_injects_train_split_hst_rays_only():
     held_out = {fp.fp_id for s in ("validation", "test") for fp in harvested_catalogue(s).footprints}
     hst = used & train
     assert hst and not used & held_out
+
+
+def test_ground_rays_from_the_wht_pair():
+    real_file("wht_isis_r2701244.fits.gz")
+    wht = harvested_catalogue("wht")
+    assert 500 < len(wht) < 5_000  # ~800 groups of 3 px or more per frame, less those on the edges
+    assert wht.n_pixels.min() >= 3 and wht.binning == (1, 1) and wht.name == "wht-isis"
+    assert wht.thickness_um > 15.0  # a ground CCD: rescaled to HST, its tracks shorten
+    # a thicker sensor collects more charge along a ray: measured 4,100 e- against the thin STIS CCD's 1,500
+    assert np.median(wht.total_e) > 2 * np.median(harvested_catalogue("test").total_e)

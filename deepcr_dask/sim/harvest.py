@@ -1,4 +1,5 @@
-"""Real cosmic-ray footprints harvested from repeat exposures: HST rays from the STIS CR-SPLIT pairs.
+"""Real cosmic-ray footprints harvested from repeat exposures: HST rays from the STIS CR-SPLIT pairs, ground
+rays from the WHT ISIS pair.
 
 A ray of one exposure is a group of its pair-difference truth (:func:`~deepcr_dask.sim.pairs.pair_truth`);
 its charge is the exposure minus the other one scaled to its time, pixel by pixel, less the difference's
@@ -82,7 +83,9 @@ def harvest_pair(pair: RealPair, k: int, *, unbin: bool = True, id_base: int = 0
 def _catalogue(folder: Path, associations: tuple[str, ...], unbin: bool) -> FootprintCatalogue:
     footprints, exptime, cut = [], 0.0, np.inf
     binning = (1, 1)
-    for pair in real_pairs("stis", folder, associations=associations):
+    ground = associations == ("wht",)
+    pairs = real_pairs("wht", folder) if ground else real_pairs("stis", folder, associations=associations)
+    for pair in pairs:
         index = STIS_ASSOCIATIONS.index(pair.name) + 1 if pair.name in STIS_ASSOCIATIONS else 9
         for k in (0, 1):
             for fp_id, stamp in harvest_pair(pair, k, unbin=unbin, id_base=index * _ID_STRIDE + k * _ID_STRIDE // 10):
@@ -93,11 +96,13 @@ def _catalogue(folder: Path, associations: tuple[str, ...], unbin: bool) -> Foot
     if not footprints:
         raise ValueError(f"no whole rays harvested from {', '.join(associations)}")
     n, length = np.array([_shape_stats(fp.stamp) for fp in footprints]).T
+    sensor = (pairs[0].exposures[0].size, pairs[0].instrument.pixel_um, pairs[0].instrument.thickness_um) \
+        if ground else (1024 * 1024, STIS_CCD_PIXEL_UM, STIS_CCD_THICKNESS_UM)
     return FootprintCatalogue(
-        path=folder, exptime=exptime / 2, sensor_pixels=1024 * 1024, cut_e=cut, footprints=tuple(footprints),
+        path=folder, exptime=exptime / 2, sensor_pixels=sensor[0], cut_e=cut, footprints=tuple(footprints),
         n_pixels=n.astype(np.int64), length_px=length, total_e=np.array([fp.charge.sum() for fp in footprints]),
-        pixel_um=STIS_CCD_PIXEL_UM, thickness_um=STIS_CCD_THICKNESS_UM, binning=binning,
-        name=f"stis-{'+'.join(associations)}",
+        pixel_um=sensor[1], thickness_um=sensor[2], binning=binning,
+        name="wht-isis" if ground else f"stis-{'+'.join(associations)}",
     )
 
 
@@ -107,8 +112,9 @@ def harvested_catalogue(split: str = "train", folder: str | os.PathLike | None =
 
     Parameters
     ----------
-    split : {"train", "validation", "test"} or an association name
-        Whole associations (:data:`HARVEST_SPLITS`).
+    split : {"train", "validation", "test"}, an association name, or "wht"
+        Whole associations (:data:`HARVEST_SPLITS`); "wht": the rays of the WHT ISIS pair (a ground CCD;
+        that pair is a benchmark set, so no shipped recipe trains on these).
     folder : path, optional
         Default: :func:`deepcr_dask.data.real_data_dir`.
     unbin : bool
@@ -127,6 +133,10 @@ def harvested_catalogue(split: str = "train", folder: str | os.PathLike | None =
     """
     associations = HARVEST_SPLITS.get(split, (split,))
     base = real_data_dir(folder).resolve()
+    if split == "wht":
+        if not (base / "wht_isis_r2701242.fits.gz").is_file():
+            raise FileNotFoundError(f"the WHT ISIS pair is not in {base} (set DEEPCR_DASK_REAL_DATA to its folder)")
+        return _catalogue(base, ("wht",), unbin)
     missing = [a for a in associations if not (base / f"stis_{a}_raw.fits").is_file()]
     if missing:
         raise FileNotFoundError(f"STIS CR-SPLIT pairs not found in {base}: {', '.join(missing)} "
