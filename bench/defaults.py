@@ -10,7 +10,7 @@
 3. Every inpainter (the 5x5 median, ours, deepCR's) on the same validation sets: rays grown by a pixel, the
    other exposure (pairs) or the frame without the injected rays as truth.
 4. :func:`~deepcr_dask.model_choice.choose_default` and ``choose_inpaint`` per camera family; the choices and
-   the numbers that made them go to ``deepcr_dask/weights/defaults.json`` and ``bench/results/defaults.md``.
+   the numbers that made them go to ``deepcr_dask/weights/defaults/cameras.json`` and ``bench/results/defaults.md``.
 
     python bench/defaults.py                      # ~15 min on 2 cores
     python bench/defaults.py --results q.json     # reuse a validation-split quality.json
@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from exactness import cpu_name  # bench/: the CPU as /proc/cpuinfo names it
 
 from deepcr_dask.data import real_data_dir
 from deepcr_dask.model_choice import (
@@ -139,7 +139,7 @@ def report(choices, crowded: dict, path: Path) -> None:
     fprs = [str(f) for f in DECIDING_FPRS]
     lines = [f"# Default mask model per camera ({dt.date.today().isoformat()})", "",
              "`python bench/defaults.py`; validation split (STIS association o56502040: its pair and its harvested "
-             f"rays); {platform.processor() or platform.machine()}. TPR at FPR {' / '.join(fprs)}.", ""]
+             f"rays); {cpu_name()}. TPR at FPR {' / '.join(fprs)}.", ""]
     for c in choices:
         lines += [f"## {c.camera}: **{c.model}** (deepCR's best: {c.deepcr_best})", "",
                   "| model | " + " | ".join(c.tpr) + " | crowded | verdict |",

@@ -264,7 +264,7 @@ def process_archive(
     zarr_path: str | os.PathLike | None = None,
     cluster=None,
     model: str | None = None,
-    inpaint: str | None = None,
+    inpaint: str | None = "auto",
     threshold: float | None = None,
     dq_bit: int = DEFAULT_CR_BIT,
     gain: float | None = None,
@@ -306,7 +306,8 @@ def process_archive(
     cluster : str, ClusterHandle, distributed.Client or None
         ``"local"`` (default), ``"cuda"``, ``"slurm"``, a scheduler address, or an existing client.
     model, inpaint, threshold
-        Mask model (default: by INSTRUME/DETECTOR), inpaint model (default: local median),
+        Mask model (default: by INSTRUME/DETECTOR), inpaint model (``"auto"``: the camera's default from
+        ``weights/defaults/cameras.json``; None: the local median),
         threshold (default: the model's).
     fpr : float, optional
         Instead of ``threshold``: a false-positive rate (1e-4, 5e-4, 5e-3) whose threshold each file's

@@ -129,7 +129,7 @@ def clean_ccd(ccd, *, mask: str | None = None, inpaint: str | None = None, thres
     from astropy.nddata import CCDData, StdDevUncertainty
 
     from .cleaner import get_cleaner
-    from .io.fits import _choose_model
+    from .model_choice import default_model
     from .provenance import Provenance
 
     electrons, ignored, factor = ccd_to_electrons(ccd, gain)
@@ -138,7 +138,7 @@ def clean_ccd(ccd, *, mask: str | None = None, inpaint: str | None = None, thres
         def text(key):
             return str(meta.get(key, "") or "").strip().upper()
 
-        mask = _choose_model(text("INSTRUME"), text("DETECTOR"), text("TELESCOP"))
+        mask = default_model(text("INSTRUME"), text("DETECTOR"), text("TELESCOP"))
     cleaner = get_cleaner(mask, inpaint, device)
     used = cleaner.threshold_for(threshold, fpr)
     crmask, cleaned = cleaner.clean(electrons, threshold=used, inpaint=True, ignore=ignored)

@@ -153,9 +153,16 @@ def _train(argv: list[str]) -> int:
     return train_main(argv)
 
 
+def _inpaint_choice(value: str) -> str | None:
+    """``--inpaint``: a model name, ``auto``, or ``median``/``none`` for the local median."""
+    return None if value.lower() in ("median", "none") else value
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="mask model name or weight path (default: chosen from INSTRUME/DETECTOR)")
-    p.add_argument("--inpaint", help="inpaint model (default: local median of good pixels)")
+    p.add_argument("--inpaint", default="auto", type=_inpaint_choice,
+                   help="inpaint model, or 'median' for the local median of good pixels (default 'auto': the "
+                        "camera's default, a network only where it beat the median on real pairs)")
     thresholds = p.add_mutually_exclusive_group()
     thresholds.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     thresholds.add_argument("--fpr", type=float, choices=FPR_LEVELS, metavar="{1e-4,5e-4,5e-3}",

@@ -42,6 +42,7 @@ from .io.fits import (
     read_err,
 )
 from .io.writer import write_cleaned
+from .model_choice import default_inpaint
 from .provenance import Provenance
 from .thresholds import resolve_threshold
 from .zoo import get_spec
@@ -51,6 +52,7 @@ __all__ = ["CleanOptions", "FileResult", "ReadFile", "clean_file", "clean_group"
 
 DASK_CHIP_PIXELS = 64 * 1024 * 1024  # larger chips go through clean_dask (no HST chip is this large)
 DASK_CHUNK = 2048
+AUTO = "auto"  # CleanOptions.inpaint: the camera's default inpainting
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ class CleanOptions:
     """How a file is cleaned (shipped to the workers with each archive task)."""
 
     model: str | None = None  # None: chosen per file from INSTRUME / DETECTOR
-    inpaint: str | None = None
+    # "auto": the camera's default (model_choice.default_inpaint: a network only where it beat the median on
+    # independent truth); None: the 5x5 median; or an inpaint model's name
+    inpaint: str | None = AUTO
     threshold: float | None = None  # None: the model's default
     dq_bit: int = DEFAULT_CR_BIT
     ignore_bits: int = DEFAULT_IGNORE_BITS
@@ -215,7 +219,8 @@ def clean_read(read: ReadFile, options: CleanOptions = CleanOptions(), *, source
     chips = []
     for chip, pixels in zip(info.chips, read.chips):
         if pixels is None:
-            out = _clean_large_chip(info.path, chip, cleaner.mask_model.spec.name, provenance.threshold, options)
+            out = _clean_large_chip(info.path, chip, cleaner.mask_model.spec.name, provenance.threshold,
+                                    replace(options, inpaint=inpaint_for(info, options)))
             pixels = read_chip(info.path, chip, ignore_bits=options.ignore_bits)  # for the gates
         else:
             out = cleaner.run(pixels[0], threshold=provenance.threshold, ignore=pixels[1])
@@ -287,10 +292,18 @@ def clean_group(
     return files
 
 
+def inpaint_for(info: ExposureInfo, options: CleanOptions) -> str | None:
+    """The inpaint network a file gets: the option, or with ``"auto"`` its camera's default (None: median)."""
+    if options.inpaint != AUTO:
+        return options.inpaint
+    return default_inpaint(info.instrument, info.detector, info.telescope)
+
+
 def _cleaner(info: ExposureInfo, options: CleanOptions):
     threshold = resolve_threshold(get_spec(info.model, "mask"), options.threshold, options.fpr)
-    cleaner = get_cleaner(info.model, options.inpaint, options.device, kernels=options.kernels)
-    return cleaner, Provenance.of(cleaner, info.model, threshold, options.inpaint)
+    inpaint = inpaint_for(info, options)
+    cleaner = get_cleaner(info.model, inpaint, options.device, kernels=options.kernels)
+    return cleaner, Provenance.of(cleaner, info.model, threshold, inpaint)
 
 
 def _clean_stack(stack: list[tuple[ExposureInfo, ChipInfo]], group: Group, cleaner, threshold: float,

@@ -13,6 +13,7 @@ from conftest import real_file
 import deepcr_dask as dcr
 from deepcr_dask.ccd import ccd_to_electrons
 from deepcr_dask.errors import InputError
+from deepcr_dask.model_choice import default_model
 
 GAIN, EXPTIME = 1.933, 90.0
 
@@ -47,7 +48,8 @@ def test_ccddata_round_trip_equals_the_array_api(gmos, unit):
     out = dcr.clean_ccd(ccd, device="cpu")
     assert out.unit == ccd.unit and out.data.dtype == np.float32
     electrons, ignored, factor = ccd_to_electrons(ccd)
-    crmask, cleaned = dcr.Cleaner("ground", device="cpu").clean(electrons, ignore=ignored)
+    model = default_model("GMOS-S", "GMOS + HAMAMATSU_NEW", "GEMINI-SOUTH")  # the ground default
+    crmask, cleaned = dcr.Cleaner(model, device="cpu").clean(electrons, ignore=ignored)
     expected = (cleaned.astype(np.float64) / factor).astype(np.float32)
     expected[ignored] = ccd.data[ignored]
     np.testing.assert_array_equal(out.data, expected)
@@ -61,7 +63,7 @@ def test_ccddata_round_trip_equals_the_array_api(gmos, unit):
     for x, y in ((0, 0), (57, 103), (199, 147)):
         a, b = out.wcs.pixel_to_world(x, y), ccd.wcs.pixel_to_world(x, y)
         assert a.separation(b).arcsec == 0.0
-    assert out.meta["CRMODEL"] == "ground" and out.meta["CRNPIX"] == crmask.sum()
+    assert out.meta["CRMODEL"] == model and out.meta["CRNPIX"] == crmask.sum()
     assert any("deepcr-dask" in str(h) for h in out.meta["HISTORY"])
     assert "CRMODEL" not in ccd.meta  # the input is not modified
 
@@ -85,7 +87,9 @@ def test_variance_uncertainty_keeps_its_class_and_fpr_picks_the_recorded_thresho
     ccd.uncertainty = VarianceUncertainty(ccd.uncertainty.array ** 2)
     out = dcr.clean_ccd(ccd, device="cpu", fpr=5e-4)
     assert isinstance(out.uncertainty, VarianceUncertainty)
-    assert out.meta["CRTHRESH"] == dcr.Cleaner("ground", device="cpu").fpr_thresholds[5e-4]
+    model = default_model("GMOS-S", "GMOS + HAMAMATSU_NEW", "GEMINI-SOUTH")
+    assert out.meta["CRMODEL"] == model
+    assert out.meta["CRTHRESH"] == dcr.Cleaner(model, device="cpu").fpr_thresholds[5e-4]
 
 
 def test_cleaner_and_detect_cosmics_take_ccddata_and_masked_arrays(gmos):

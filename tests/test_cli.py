@@ -11,6 +11,7 @@ from astropy.io import fits
 from conftest import REPO, real_file
 
 import deepcr_dask as dcr
+from deepcr_dask.model_choice import default_inpaint, default_model
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -40,8 +41,9 @@ def test_clean_one_file(tmp_path):
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
     with fits.open(src) as original, fits.open(out, checksum=True) as cleaned:
         sci = original["SCI"].data.astype(np.float32)
-        assert cleaned[0].header["CRMODEL"] == "ground"  # a ground-based camera: our ground model
-        mask, expected = dcr.Cleaner("ground", device="cpu").clean(sci)
+        camera = ("GMOS-S", "GMOS + HAMAMATSU_NEW", "GEMINI-SOUTH")  # a ground-based camera: the ground default
+        assert cleaned[0].header["CRMODEL"] == default_model(*camera)
+        mask, expected = dcr.Cleaner(default_model(*camera), default_inpaint(*camera), device="cpu").clean(sci)
         np.testing.assert_array_equal(cleaned["CRMASK"].data.astype(bool), mask)
         np.testing.assert_allclose(cleaned["SCI"].data, expected, rtol=1e-6)
         assert cleaned["CRPROB"].data.shape == sci.shape
@@ -66,7 +68,7 @@ def test_fpr_picks_the_recorded_threshold_and_rejects_unrecorded_rates(tmp_path)
     out = tmp_path / "gmos_fpr.fits"
     result = _run("clean", str(src), "-o", str(out), "--device", "cpu", "--fpr", "1e-4")
     assert result.returncode == 0, result.stderr
-    cleaner = dcr.Cleaner("ground", device="cpu")
+    cleaner = dcr.Cleaner(default_model("GMOS-S", "GMOS + HAMAMATSU_NEW", "GEMINI-SOUTH"), device="cpu")
     with fits.open(out) as cleaned:
         assert cleaned[0].header["CRTHRESH"] == cleaner.fpr_thresholds[1e-4] != cleaner.threshold
         mask, _ = cleaner.clean(fits.getdata(src, "SCI").astype(np.float32), fpr=1e-4)

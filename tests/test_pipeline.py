@@ -10,6 +10,7 @@ from distributed import Client, LocalCluster
 
 import deepcr_dask as dcr
 from deepcr_dask.io.fits import inspect_file, read_chip
+from deepcr_dask.model_choice import default_inpaint, default_model
 from deepcr_dask.pipeline import CleanOptions, clean_file
 
 HRC = "acs_hrc_j8bt06nyq_flt.fits"
@@ -30,15 +31,16 @@ def test_clean_file_writes_the_copy_with_provenance_and_gates(tmp_path, deepcr_m
     before = src.read_bytes()
     result = clean_file(src, CleanOptions(), output=tmp_path / "out.fits", zarr_path=tmp_path / "out.zarr")
     assert src.read_bytes() == before  # the input is never modified
-    assert result.info.model == "generic-HST" and len(result.chips) == 1
+    model, inpaint = default_model("ACS", "HRC"), default_inpaint("ACS", "HRC")  # the rule's choice for HRC
+    assert result.info.model == model and len(result.chips) == 1
     chip = result.chips[0]
     electrons, ignore = read_chip(src, inspect_file(src).chips[0])
-    expected = dcr.Cleaner("generic-HST", device="auto").run(electrons, ignore=ignore)
+    expected = dcr.Cleaner(model, inpaint, device="auto").run(electrons, ignore=ignore)
     np.testing.assert_array_equal(chip.mask, expected["mask"])
     assert not chip.suspect and chip.inpainted and 1e-3 < chip.mask.mean() < 5e-3
     with fits.open(result.fits_output) as hdul, fits.open(src) as original:
         header = hdul[0].header
-        assert header["CRMODEL"] == "generic-HST" and header["CRWHASH"] == result.provenance.weight_hash
+        assert header["CRMODEL"] == model and header["CRWHASH"] == result.provenance.weight_hash
         assert header["CRNPIX"] == int(expected["mask"].sum()) > 0
         assert "deepcr-dask" in str(header["HISTORY"])
         assert ((hdul["DQ", 1].data & 8192) != 0).sum() == int(expected["mask"].sum())

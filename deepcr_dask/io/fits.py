@@ -16,6 +16,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import DeepCRDaskError, InputError
+from ..model_choice import default_model
 from . import remote
 from .products import Product, classify
 
@@ -39,10 +40,6 @@ DEFAULT_IGNORE_BITS = 1 | 2 | 4 | 8 | 16 | 128 | 256 | 2048
 DEFAULT_CR_BIT = 8192  # AstroDrizzle resets 4096 by default; 8192 survives it
 
 # (instrument, detector) -> model; other HST cameras use the generic model, other telescopes the ground one.
-MODEL_BY_DETECTOR = {("ACS", "WFC"): "ACS-WFC", ("WFC3", "UVIS"): "WFC3-UVIS"}
-MODEL_BY_INSTRUMENT = {"DECAM": "decam", "WFPC2": "WFPC2"}
-GENERIC_MODEL = "generic-HST"  # our own model (deepcr_dask/weights), for cameras without a deepCR model
-GROUND_MODEL = "ground"  # our own model for ground-based CCDs
 
 
 class SkipFile(DeepCRDaskError):
@@ -128,19 +125,6 @@ def _open(path: str | os.PathLike, memmap: bool = True):
         raise InputError(f"{path}: not a readable FITS file ({_first_line(exc)})") from None
 
 
-def _choose_model(instrument: str, detector: str, telescope: str = "HST") -> str:
-    """The default mask model of a camera: a model of its own where one is listed, else the generic HST or
-    the ground model (our own models fall back to generic-HST where they are not installed)."""
-    from ..zoo import WEIGHTS_DIR
-
-    choice = MODEL_BY_DETECTOR.get((instrument, detector)) or MODEL_BY_INSTRUMENT.get(instrument)
-    if choice is None:
-        choice = GENERIC_MODEL if telescope in ("HST", "") else GROUND_MODEL
-    if choice in (GROUND_MODEL, "WFPC2") and not (WEIGHTS_DIR / f"{choice}-mask.json").is_file():
-        return GENERIC_MODEL
-    return choice
-
-
 def _electrons_factor(path, primary, ext_header, gain: float | None) -> tuple[float, str, list[str]]:
     """Multiplier to electrons, the input units, and notes on how they were decided."""
     notes: list[str] = []
@@ -203,7 +187,7 @@ def inspect_file(path: str | os.PathLike, *, gain: float | None = None, model: s
         except (OSError, ValueError, TypeError, IndexError) as exc:
             raise InputError(f"{path}: damaged FITS file ({_first_line(exc)})") from None
     rootname = _header_text(primary, "ROOTNAME")
-    model = model or _choose_model(instrument, detector, _header_text(primary, "TELESCOP"))
+    model = model or default_model(instrument, detector, _header_text(primary, "TELESCOP"))
     return ExposureInfo(path, instrument, detector, units, model,
                         tuple(chips), tuple(notes), product,
                         exptime, _filter(primary), _header_text(primary, "ASN_ID").replace("NONE", ""),
