@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from exactness import cpu_name  # bench/: the CPU as /proc/cpuinfo names it
 from scipy import ndimage
 
 from deepcr_dask.data import real_data_dir
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 groups = sheet(result, cube, out_dir / "omegacen_flagged.png")
     lines = [f"# Single-frame flags on WFPC2 Omega Cen ({dt.date.today().isoformat()})", "",
              f"`{C0F}` (100 s, F555W; DQ from its c1f), cleaned with `clean_file` as an archive run would; "
-             f"`python bench/omegacen.py`; {platform.processor() or platform.machine()}. Expected cosmic-ray "
+             f"`python bench/omegacen.py`; {cpu_name()}. Expected cosmic-ray "
              "pixels in a 100 s WFPC2 exposure: about 0.1-0.3%.", "",
              "Per chip: pixels flagged, and (in brackets) the star cores touched by a flag out of the stars the "
              f"quality gates find (5x5 peaks 10 sigma above the sky; {core_pixels} pixels each: a random 0.2% of "
