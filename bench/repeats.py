@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deepcr_dask.model_choice import default_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [(camera, field, n) for camera in ("WFPC2", "ACS-WFC") for field in ("sparse", "globular") for n in (2, 4)]
-MODELS = {"WFPC2": "generic-HST", "ACS-WFC": "ACS-WFC"}  # each camera's default (deepcr_dask.io.fits)
+MODELS = {"WFPC2": default_model("WFPC2", "1"), "ACS-WFC": default_model("ACS", "WFC")}  # each camera's default
 FPRS = (1e-4, 1e-3)
 
 
