@@ -115,7 +115,7 @@ def crowded_checks(models: list[str]) -> dict[str, dict]:
 
 def inpainting_rms(camera: str, mask: str, cache: dict) -> dict:
     """``set -> inpainter -> RMS`` on the validation split of the camera's inpainting sets, inpainted by a
-    Cleaner with the camera's mask model (whose normalisation the inpaint network shares)."""
+    Cleaner with the camera's mask model, as an archive run inpaints."""
     from deepcr_dask.evaluate import BenchmarkConfig, build_scenes
     from deepcr_dask.evaluate.inpainting import pair_inpainting
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Inpainting judged on independent truth: every inpainter on the rays of real pairs and of real HST rays
 injected into real frames (test split), each inpainting Cleaner built on the camera family's default mask
-model (whose normalisation the inpaint network shares).
+model, as an archive run inpaints.
 
 The mask is the rays grown by one pixel, as a detector's mask would be; the truth under it is the other
 exposure scaled to this one (pairs; scored only where the other exposure has no ray), or the frame without

@@ -36,12 +36,9 @@ def pair_masks(pair, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _pair_cases(field: str, split: str, folder):
     """(image, ignore, mask, scored, reference) of each exposure of the real pairs."""
-    from ..sim.harvest import HARVEST_SPLITS
-    from ..sim.pairs import real_pairs
+    from ..sim.pairs import split_pairs
 
-    pairs = real_pairs("stis", folder, associations=HARVEST_SPLITS[split]) if field == "stis" \
-        else real_pairs(field, folder)
-    for pair in pairs:
+    for pair in split_pairs(field, split, folder):
         for k in (0, 1):
             mask, scored = pair_masks(pair, k)
             yield pair.exposures[k], pair.ignore, mask, scored, pair.reference(k)
@@ -69,8 +66,8 @@ def pair_inpainting(models: Sequence[str], field: str = "stis", split: str = "te
         Instead of the pairs: scenes with injected rays (mask: the truth grown by one pixel; reference: the
         frame without them).
     mask : str
-        The mask model of the Cleaner that inpaints: its normalisation is the inpaint network's too (a
-        "sky" model moves the image's background to its reference level for both networks).
+        The mask model of the Cleaner that inpaints (a standardised one standardises the inpaint network's
+        input too; a "sky" model's shift is its own, the inpaint network sees the image as it is).
 
     Returns
     -------

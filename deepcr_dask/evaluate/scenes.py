@@ -85,13 +85,10 @@ def injected_scenes(field: str, frames: Sequence[RealFrame], catalogue: Footprin
 def pair_scenes(field: str, folder=None, split: str = "test") -> list[Sample]:
     """Each exposure of the real pairs of ``field`` ("stis": the associations of ``split``), truth from the
     pair difference, cropped to multiples of 4."""
-    from ..sim.harvest import HARVEST_SPLITS
-    from ..sim.pairs import pair_truth, real_pairs
+    from ..sim.pairs import pair_truth, split_pairs
 
-    pairs = real_pairs("stis", folder, associations=HARVEST_SPLITS[split]) if field == "stis" \
-        else real_pairs(field, folder)
     scenes = []
-    for pair in pairs:
+    for pair in split_pairs(field, split, folder):
         rows = WHT_ROWS if field == "wht" else slice(None)
         for k in (0, 1):
             truth, ambiguous = pair_truth(pair, k)

@@ -29,7 +29,7 @@ from ..data import real_data_dir
 from .instruments import Instrument, get_instrument
 
 __all__ = ["PAIR_SETS", "STIS_ASSOCIATIONS", "TRUTH_SIGMA_PAIR", "RealPair", "hot_pixels", "pair_truth",
-           "real_pairs"]
+           "real_pairs", "split_pairs"]
 
 TRUTH_SIGMA_PAIR = 5.0  # a ray seed: this far above the other exposure
 GROW_SIGMA = 2.0  # its neighbours above this join it
@@ -293,3 +293,13 @@ def real_pairs(kind: str, folder: str | os.PathLike | None = None, *,
     if kind == "wht":
         return [_cached(folder, kind, "wht")]
     raise ValueError(f"unknown pair set {kind!r}; known: {', '.join(PAIR_SETS)}")
+
+
+def split_pairs(kind: str, split: str, folder: str | os.PathLike | None = None) -> list[RealPair]:
+    """The pairs of ``kind`` in one split: the STIS associations of ``split``
+    (``deepcr_dask.sim.harvest.HARVEST_SPLITS``); the one WHT pair whatever the split."""
+    if kind != "stis":
+        return real_pairs(kind, folder)
+    from .harvest import HARVEST_SPLITS
+
+    return real_pairs("stis", folder, associations=HARVEST_SPLITS[split])
