@@ -9,18 +9,26 @@ other telescopes. Left alone, each recorded as skipped with a one-line reason (n
                     still ``PERFORM``):
                     the bias is still in the pixels
 ``combined``        drizzled or cosmic-ray rejected products (``_drz``, ``_drc``, ``_crj``, ``_crc``,
-                    ``_sfl``; without a known suffix: ``NCOMBINE`` > 1, drizzle keywords, or HST
-                    ``CRCORR``/``DRIZCORR`` ``COMPLETE``)
+                    ``_sfl``; without a pipeline name: ``NCOMBINE`` > 1 or drizzle keywords in the
+                    image headers, or, with no ``NCOMBINE`` at all, HST ``CRCORR = COMPLETE``)
 ``spectrum``        HST spectroscopy (``OBSTYPE = SPECTROSCOPIC``) and extracted spectra
 ``table``           association and support files (``_asn``, ``_spt``, ``_jif``, ``_trl``, ...): no image
 ``up-the-ramp``     WFC3/IR and NICMOS: cosmic rays are already rejected up the ramp
 ``photon-counting`` STIS MAMA, ACS/SBC, COS: no charge spreads, nothing for a CCD model to find
 ``dq``              a WFPC2 ``c1f``/``c1m`` data-quality file: used as its ``c0f``'s DQ, never cleaned
+``cube``            a valid FITS file whose images are all cubes (IFU, up-the-ramp reads, time series);
+                    a WFPC2 ``c0f``/``c0m`` chip cube is an image (its planes are the chips)
 ==================  ==============================================================================
 
-Headers decide the instrument, detector, observation type and file type; the pipeline's suffix then names
-the product (its processing switches can read ``COMPLETE`` on single exposures once later steps ran), and
-for a file without a known suffix the processing keywords decide. Any type but ``dq`` can be
+Evidence is taken best first:
+
+1. the instrument, detector, observation type and ``FILETYPE`` (DQ files, tables, IR, MAMA, spectra);
+2. the pipeline's own name: the suffix of ``FILENAME`` (kept when a file is renamed; a GEIS name as WFPC2's
+   conversions keep it, ``u40x010hm_cvt.c0h``, counts as ``c0f``), then the suffix of the file's name;
+3. the image headers: ``NCOMBINE`` > 1 or drizzle keywords (``D001DATA``, ``NDRIZIM``) say combined;
+4. only then the primary header's switches: ``BIASCORR``/``FLATCORR = PERFORM`` say raw, and ``CRCORR =
+   COMPLETE`` says combined where no header carries ``NCOMBINE``. ``DRIZCORR = COMPLETE`` alone never does:
+   it says the *association* was drizzled, which every single FLT of it also says. Any type but ``dq`` can be
 cleaned anyway (``process_archive(clean_anyway=("raw",))``, ``--clean-anyway raw``).
 """
 
@@ -31,11 +39,14 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from astropy.io import fits
+
 from . import remote
+from .names import split_name
 
-__all__ = ["PRODUCT_TYPES", "Product", "classify", "wfpc2_dq_companion"]
+__all__ = ["PRODUCT_TYPES", "Product", "classify", "primary_header", "wfpc2_dq_companion"]
 
-PRODUCT_TYPES = ("raw", "combined", "spectrum", "table", "up-the-ramp", "photon-counting", "dq")
+PRODUCT_TYPES = ("raw", "combined", "spectrum", "table", "up-the-ramp", "photon-counting", "dq", "cube")
 
 _SUFFIX_TYPES = {
     "raw": "raw", "d0f": "raw", "d0m": "raw", "q0f": "raw", "q0m": "raw",
@@ -57,6 +68,7 @@ _REASONS = {
     "up-the-ramp": "up-the-ramp data: cosmic rays are already rejected",
     "photon-counting": "a photon-counting detector: no cosmic-ray charge to find",
     "dq": "a WFPC2 data-quality file: used as its science file's DQ, never cleaned itself",
+    "cube": "a data cube (3-D or more): deepcr-dask cleans 2-D images",
 }
 
 
@@ -90,10 +102,19 @@ class Product:
 
 
 def suffix_of(path: str | os.PathLike) -> str:
-    """``j8xi01abq_flc.fits`` -> ``flc``; ``u40x010hm_c0f.fits`` -> ``c0f``; ``a8280271.fits`` -> ``''``."""
-    name = Path(path).name.lower()
-    name = re.sub(r"\.(fits|fit|fts)(\.gz)?$", "", name)
-    return name.rpartition("_")[2] if "_" in name else ""
+    """``j8xi01abq_flc.fits`` -> ``flc``; ``u40x010hm_c0f.fits.fz`` -> ``c0f``; ``a8280271.fits`` -> ``''``.
+
+    A GEIS name, as WFPC2's FITS conversions keep in ``FILENAME`` (``u40x010hm_cvt.c0h``), gives the suffix of
+    its FITS form (``c0f``).
+    """
+    name = Path(str(path)).name.lower()
+    geis = re.fullmatch(r"[^.]+\.([a-z][0-9])h", name)
+    if geis:
+        return f"{geis.group(1)}f"
+    stem, extension, _ = split_name(name)
+    if not extension:
+        return ""
+    return stem.rpartition("_")[2] if "_" in stem else ""
 
 
 def wfpc2_dq_companion(path: str | os.PathLike) -> str | None:
@@ -112,6 +133,19 @@ def wfpc2_dq_companion(path: str | os.PathLike) -> str | None:
     return None
 
 
+_STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "EXTEND", "COMMENT", "HISTORY", "", "CHECKSUM", "DATASUM"}
+
+
+def primary_header(hdul):
+    """The header that describes the observation: the primary's, or, for a tile-compressed single image whose
+    primary is empty (fpack moves a primary image and its keywords into extension 1), the compressed image's."""
+    primary = hdul[0].header
+    if len(hdul) > 1 and isinstance(hdul[1], fits.CompImageHDU) and hdul[0].header.get("NAXIS", 0) == 0 \
+            and all(key in _STRUCTURAL for key in primary):
+        return hdul[1].header
+    return primary
+
+
 def _text(header, key: str) -> str:
     return str(header.get(key, "") or "").strip().upper()
 
@@ -125,7 +159,7 @@ def classify(path: str | os.PathLike, hdul) -> Product:
     hdul : astropy.io.fits.HDUList
     """
     path = str(path)
-    primary = hdul[0].header
+    primary = primary_header(hdul)
     telescope, instrument = _text(primary, "TELESCOP"), _text(primary, "INSTRUME")
     detector = _text(primary, "DETECTOR")
     if isinstance(primary.get("DETECTOR"), int):  # WFPC2 numbers its chips
@@ -143,6 +177,11 @@ def classify(path: str | os.PathLike, hdul) -> Product:
         return product("dq")
     if filetype in ("ASN_TABLE", "SPT", "SUP") or not any(h.is_image and h.header.get("NAXIS", 0) >= 2 for h in hdul):
         return product("table")
+    images = [h.header for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2]
+    if instrument != "WFPC2" and all(any(h.get(f"NAXIS{i}", 1) > 1 for i in range(3, h["NAXIS"] + 1))
+                                     for h in images):
+        shape = tuple(images[0].get(f"NAXIS{i}") for i in range(images[0]["NAXIS"], 0, -1))
+        return product("cube", f"{_REASONS['cube']} (shape {shape})")
     if (instrument, detector) == ("WFC3", "IR") or instrument == "NICMOS":
         return product("up-the-ramp", f"{instrument}/{detector or '?'} is up-the-ramp data: cosmic rays are "
                                       "already rejected")
@@ -152,17 +191,29 @@ def classify(path: str | os.PathLike, hdul) -> Product:
         switches = (_text(primary, "BIASCORR"), _text(primary, "FLATCORR"))
         raw = _SUFFIX_TYPES.get(suffix) == "raw" or "PERFORM" in switches
         return replace(product("spectrum"), also=("raw",) if raw else ())
-    if suffix in _SUFFIX_TYPES:  # the pipeline's own suffixes say what a product is
-        kind = _SUFFIX_TYPES[suffix]
-        return product(kind, f"{_REASONS[kind]} (a _{suffix} file)")
-    if suffix in _CALIBRATED:
-        return product("image")
-    # No known suffix (a renamed file): the headers' processing record decides.
-    ncombine = [h.header.get("NCOMBINE") for h in hdul[:2]]
-    if any(isinstance(n, (int, float)) and n > 1 for n in ncombine):
-        return product("combined", f"a combination of {int(max(n for n in ncombine if n))} exposures (NCOMBINE)")
-    if "D001DATA" in primary or (hst and "COMPLETE" in (_text(primary, "CRCORR"), _text(primary, "DRIZCORR"))):
-        return product("combined", "already combined or cosmic-ray rejected (its processing keywords say so)")
-    if hst and "PERFORM" in (_text(primary, "BIASCORR"), _text(primary, "FLATCORR")):
+    # The pipeline's own name first: FILENAME keeps it when a file is renamed; then the file's name.
+    for source, named in (("FILENAME", suffix_of(_text(primary, "FILENAME"))), ("its name", suffix)):
+        if named in _SUFFIX_TYPES:
+            kind = _SUFFIX_TYPES[named]
+            return product(kind, f"{_REASONS[kind]} (a _{named} file by {source})")
+        if named in _CALIBRATED:
+            return product("image") if not _raw_switches(primary, hst) else \
+                product("raw", f"{_REASONS['raw']} (BIASCORR/FLATCORR = PERFORM)")
+    # No pipeline name: the image extension's record of what the pixels are.
+    images = [h.header for h in hdul[:3] if h.is_image]
+    ncombine = [n for n in (h.get("NCOMBINE") for h in images) if isinstance(n, (int, float))]
+    if ncombine and max(ncombine) > 1:
+        return product("combined", f"a combination of {int(max(ncombine))} exposures (NCOMBINE)")
+    if any(key in h for h in images for key in ("D001DATA", "NDRIZIM")):
+        return product("combined", "a drizzled image (its drizzle keywords say so)")
+    if _raw_switches(primary, hst):
         return product("raw", f"{_REASONS['raw']} (BIASCORR/FLATCORR = PERFORM)")
+    # Only without NCOMBINE do the processing switches speak, and CRCORR alone: DRIZCORR = COMPLETE on a
+    # primary header says the association was drizzled, which every single exposure of it also says.
+    if not ncombine and hst and _text(primary, "CRCORR") == "COMPLETE":
+        return product("combined", "cosmic-ray rejected (CRCORR = COMPLETE; no NCOMBINE or pipeline name)")
     return product("image")
+
+
+def _raw_switches(primary, hst: bool) -> bool:
+    return hst and "PERFORM" in (_text(primary, "BIASCORR"), _text(primary, "FLATCORR"))
