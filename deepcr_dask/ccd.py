@@ -29,7 +29,8 @@ def is_ccd(obj) -> bool:
     return isinstance(obj, NDData)
 
 
-def _meta_number(meta, keys) -> float | None:
+def meta_number(meta, keys) -> float | None:
+    """The first of `keys` in `meta` that holds a finite positive number (a Quantity by its value)."""
     for key in keys:
         value = meta.get(key) if meta is not None else None
         if value is not None:
@@ -74,12 +75,12 @@ def ccd_to_electrons(ccd, gain=None) -> tuple[np.ndarray, np.ndarray, float]:
     elif not unit.is_equivalent(u.adu):
         raise InputError(f"CCDData unit {unit} is not electrons or adu (per second or not): cannot convert")
     if unit.is_equivalent(u.adu) or unit.is_equivalent(u.adu / u.s):
-        value = _meta_number({"gain": gain}, ("gain",)) if gain is not None else _meta_number(ccd.meta, GAIN_KEYS)
+        value = meta_number({"gain": gain}, ("gain",)) if gain is not None else meta_number(ccd.meta, GAIN_KEYS)
         if value is None:
             raise InputError(f"CCDData in {unit}: give gain= (electrons per adu) or a GAIN keyword in meta")
         factor *= value
     if per_second:
-        exptime = _meta_number(ccd.meta, EXPTIME_KEYS)
+        exptime = meta_number(ccd.meta, EXPTIME_KEYS)
         if exptime is None:
             raise InputError(f"CCDData in {unit}: needs an EXPTIME keyword in meta to convert to electrons")
         factor *= exptime

@@ -18,7 +18,8 @@ from astropy.io import fits
 from ..errors import DeepCRDaskError, InputError
 from ..model_choice import default_model
 from . import remote
-from .products import Product, classify
+from .names import compression_of
+from .products import Product, classify, primary_header
 
 __all__ = [
     "DEFAULT_CR_BIT",
@@ -43,7 +44,17 @@ DEFAULT_CR_BIT = 8192  # AstroDrizzle resets 4096 by default; 8192 survives it
 
 
 class SkipFile(DeepCRDaskError):
-    """A valid file that should not be cleaned (e.g. WFC3/IR: cosmic rays already rejected up the ramp)."""
+    """A valid file that should not be cleaned (e.g. WFC3/IR: cosmic rays already rejected up the ramp).
+
+    ``kind`` is its product type (:data:`~deepcr_dask.io.products.PRODUCT_TYPES`), for the run's tally.
+    """
+
+    def __init__(self, message: str, kind: str = "other"):
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self):  # raised on workers, read on the driver
+        return type(self), (str(self), self.kind)
 
 
 @dataclass(frozen=True)
@@ -125,26 +136,36 @@ def _open(path: str | os.PathLike, memmap: bool = True):
         raise InputError(f"{path}: not a readable FITS file ({_first_line(exc)})") from None
 
 
+# Units the networks cannot take without a gain (they read electrons); per-second forms need EXPTIME too.
+_COUNT_UNITS = {u + rate for u in ("ADU", "ADUS", "DN", "COUNTS", "COUNT", "CT", "CTS", "DATANUMBERS")
+                for rate in ("", "/S")}
+
+
 def _electrons_factor(path, primary, ext_header, gain: float | None) -> tuple[float, str, list[str]]:
     """Multiplier to electrons, the input units, and notes on how they were decided."""
-    notes: list[str] = []
     bunit = _header_text(ext_header, "BUNIT") or _header_text(primary, "BUNIT")
-    if gain is not None:
-        return float(gain), bunit or "ADU", [f"gain {gain} given"]
-    if bunit.startswith("ELECTRONS/S") or bunit in ("E/S", "E-/S"):
+    per_second = bunit.replace(" ", "").endswith("/S")
+
+    def exposure() -> float:
         exptime = primary.get("EXPTIME", ext_header.get("EXPTIME"))
-        if not exptime:
+        if not isinstance(exptime, (int, float)) or exptime <= 0:
             raise InputError(f"{path}: BUNIT is {bunit} but EXPTIME is missing; cannot convert to electrons")
-        return float(exptime), bunit, notes
-    if bunit.startswith("ELECTRON") or bunit in ("E-", "E"):
-        return 1.0, bunit, notes
+        return float(exptime)
+
+    if gain is not None:
+        return float(gain) * (exposure() if per_second else 1.0), bunit or "ADU", [f"gain {gain} given"]
+    if bunit.startswith("ELECTRON") or bunit.replace(" ", "") in ("E", "E-", "E/S", "E-/S"):
+        return (exposure() if per_second else 1.0), bunit, []
     for key in ("ATODGAIN", "CCDGAIN", "GAIN", "EGAIN"):
         for header in (ext_header, primary):
             value = header.get(key)
             if isinstance(value, (int, float)) and value > 0:
-                return float(value), bunit or "DN", [f"{key}={value} e-/DN"]
-    notes.append("no BUNIT or gain keyword: data assumed to be in electrons")
-    return 1.0, bunit or "unknown", notes
+                return float(value) * (exposure() if per_second else 1.0), bunit or "DN", [f"{key}={value} e-/DN"]
+    if bunit.replace(" ", "") in _COUNT_UNITS:
+        raise InputError(f"{path}: BUNIT is {bunit} and no gain keyword (ATODGAIN, CCDGAIN, GAIN, EGAIN) says "
+                         f"how many electrons that is: give the gain in e-/{bunit.split('/')[0]} (--gain)")
+    return 1.0, bunit or "unknown", ["no BUNIT or gain keyword: data assumed to be in electrons" if not bunit
+                                      else f"BUNIT {bunit} is not a unit of charge: data assumed to be in electrons"]
 
 
 def inspect_file(path: str | os.PathLike, *, gain: float | None = None, model: str | None = None) -> ExposureInfo:
@@ -174,16 +195,19 @@ def inspect_file(path: str | os.PathLike, *, gain: float | None = None, model: s
         try:
             hdul.verify("silentfix+ignore")
             _check_complete(path, hdul)
-            primary = hdul[0].header
+            primary = primary_header(hdul)
             product = classify(path, hdul)
             instrument, detector = product.instrument, product.detector
-            chips, units, notes = ([], "", []) if product.kind in ("table", "dq") else _find_chips(path, hdul, gain)
+            no_image = product.kind in ("table", "dq", "cube")
+            chips, units, notes = ([], "", []) if no_image else _find_chips(path, hdul, gain)
             if product.dq_companion:
                 chips = _with_companion_dq(path, product.dq_companion, chips)
             exptime = _seconds(primary.get("EXPTIME")) or (chips[0].exptime if chips else None)
             repeats = 1
             if instrument == "STIS" and len(chips) > 1:  # STIS keeps CR-SPLIT / REPEAT-OBS exposures as imsets
                 repeats = len(chips) if max(_int(primary, "CRSPLIT"), _int(primary, "NRPTEXP")) > 1 else 1
+        except InputError:
+            raise  # already says what is wrong with the file
         except (OSError, ValueError, TypeError, IndexError) as exc:
             raise InputError(f"{path}: damaged FITS file ({_first_line(exc)})") from None
     rootname = _header_text(primary, "ROOTNAME")
@@ -211,7 +235,7 @@ def _filter(primary) -> str:
 
 def _check_complete(path: str, hdul) -> None:
     """A truncated file reads without error in astropy (it only warns); refuse it here."""
-    if path.lower().endswith(".gz"):
+    if compression_of(path) in (".gz", ".bz2"):
         return  # the decompressor reports truncation itself
     last = hdul.fileinfo(len(hdul) - 1)
     expected = last["datLoc"] + last["datSpan"]
@@ -225,7 +249,7 @@ def _has_data(hdu) -> bool:
 
 
 def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
-    primary = hdul[0].header
+    primary = primary_header(hdul)
     sci = [i for i, h in enumerate(hdul) if _header_text(h.header, "EXTNAME") == "SCI" and _has_data(h)]
     chips: list[ChipInfo] = []
     units, notes = "", []
