@@ -15,28 +15,47 @@ import glob
 import os
 import posixpath
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .errors import InputError
 from .io import remote
+from .io.names import FITS_SUFFIXES, compression_of, is_fits_name, split_name
 from .manifest import MANIFEST_NAME
 from .pipeline import exposure_name
 
-__all__ = ["FITS_SUFFIXES", "OUTPUT_SUFFIX", "Layout", "discover"]
+__all__ = ["FITS_SUFFIXES", "OUTPUT_SUFFIX", "Discovery", "Layout", "discover", "find_inputs"]
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
-OUTPUT_SUFFIX = "_crclean.fits"
+OUTPUT_STEM = "_crclean"
+OUTPUT_SUFFIX = OUTPUT_STEM + ".fits"
+REPORT_NAME = "report.html"  # the QA page beside the manifest
 
 
 def _matches(relative: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(Path(relative).name, p) for p in patterns)
 
 
+@dataclass
+class Discovery:
+    """What :func:`find_inputs` found: the FITS files to look at, their common root, and every other file."""
+
+    files: list
+    root: Path | str
+    not_fits: list = field(default_factory=list)  # files under an input folder whose names do not say FITS
+
+
 def discover(inputs: Iterable[str | os.PathLike], *, zarr_path: str | os.PathLike | None = None,
              include: Sequence[str] = (),
              exclude: Sequence[str] = ()) -> tuple[list[Path], Path]:
-    """FITS files named by ``inputs``, and their common root.
+    """FITS files named by ``inputs``, and their common root (:func:`find_inputs` without the other files)."""
+    found = find_inputs(inputs, zarr_path=zarr_path, include=include, exclude=exclude)
+    return found.files, found.root
+
+
+def find_inputs(inputs: Iterable[str | os.PathLike], *, zarr_path: str | os.PathLike | None = None,
+                include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Discovery:
+    """Every file named by ``inputs``: the FITS files (by name, :data:`~deepcr_dask.io.names.FITS_SUFFIXES`),
+    their common root, and the files under the input folders that are not FITS by name.
 
     Parameters
     ----------
@@ -64,36 +83,37 @@ def discover(inputs: Iterable[str | os.PathLike], *, zarr_path: str | os.PathLik
         for match in matches:
             if match.is_dir():
                 roots.append(match.resolve())
-                found.update(p for p in match.rglob("*") if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES))
+                found.update(p for p in match.rglob("*") if p.is_file())
             elif match.is_file():
                 roots.append(match.resolve().parent)
                 found.add(match)
             else:
                 raise InputError(f"{item}: no such file or folder")
     store = Path(zarr_path).resolve() if zarr_path else None
-    files = []
-    for path in sorted(p.resolve() for p in found):
-        if _written_by_run(path.name):
-            continue  # hidden, temporary, or written by a run
-        if store is not None and path.is_relative_to(store):
-            continue
-        files.append(path)
+    paths = [p for p in sorted(p.resolve() for p in found)
+             if not _written_by_run(p.name) and not (store is not None and p.is_relative_to(store))]
     root = Path(os.path.commonpath([str(r) for r in roots])) if roots else Path.cwd()
+    return _select(paths, root, include, exclude)
+
+
+def _select(paths: list, root, include: Sequence[str], exclude: Sequence[str]) -> Discovery:
     if include:
-        files = [f for f in files if _matches(_relative(f, root), include)]
+        paths = [f for f in paths if _matches(_relative(f, root), include)]
     if exclude:
-        files = [f for f in files if not _matches(_relative(f, root), exclude)]
-    return files, root
+        paths = [f for f in paths if not _matches(_relative(f, root), exclude)]
+    name = (lambda f: f.rpartition("/")[2]) if paths and isinstance(paths[0], str) else (lambda f: f.name)
+    return Discovery([f for f in paths if is_fits_name(name(f))], root,
+                     [f for f in paths if not is_fits_name(name(f))])
 
 
 def _discover_remote(inputs: list[str], zarr_path, include: Sequence[str],
-                     exclude: Sequence[str]) -> tuple[list[str], str]:
-    """:func:`discover` for URLs: every input in one store, files as URLs, the root as a URL."""
+                     exclude: Sequence[str]) -> Discovery:
+    """:func:`find_inputs` for URLs: every input in one store, files as URLs, the root as a URL."""
     if not all(remote.is_url(item) for item in inputs):
         raise InputError(f"{', '.join(inputs)}: inputs must all be local or all be URLs of one store")
     found, roots = set(), []
     for item in inputs:
-        files, root = remote.find_files(item, FITS_SUFFIXES)
+        files, root = remote.find_files(item, ("",))  # every file: the others are counted, not cleaned
         found.update(files)
         roots.append(root)
     protocols = {r.partition("://")[0] for r in roots}
@@ -103,15 +123,13 @@ def _discover_remote(inputs: list[str], zarr_path, include: Sequence[str],
     store = str(zarr_path).rstrip("/") + "/" if zarr_path else None
     files = [f for f in sorted(found) if not _written_by_run(f.rpartition("/")[2])
              and not (store and f.startswith(store))]
-    if include:
-        files = [f for f in files if _matches(_relative(f, root), include)]
-    if exclude:
-        files = [f for f in files if not _matches(_relative(f, root), exclude)]
-    return files, root
+    return _select(files, root, include, exclude)
 
 
 def _written_by_run(name: str) -> bool:
-    return name.startswith(".") or name.endswith(OUTPUT_SUFFIX) or name == MANIFEST_NAME
+    """Hidden and temporary files, cleaned copies (any compression), the manifest and its journal, the report."""
+    return (name.startswith(".") or split_name(name)[0].endswith(OUTPUT_STEM)
+            or name.startswith(MANIFEST_NAME) or name == REPORT_NAME)
 
 
 def _relative(path, root) -> str:
@@ -130,14 +148,16 @@ class Layout:
 
     root: Path | str  # the inputs' common root (a URL for inputs in an object store)
     output_dir: Path | str  # a local folder or a URL
+    compress: bool = False  # cleaned copies keep the input's compression (.gz, .bz2, .fz)
 
     def relative(self, path: str | os.PathLike) -> PurePosixPath:
         return PurePosixPath(_relative(path if remote.is_url(path) else Path(path), self.root))
 
     def fits_output(self, path: str | os.PathLike) -> Path | str:
-        """``OUT/<relative folder>/<name>_crclean.fits`` (a URL when the output folder is one)."""
+        """``OUT/<relative folder>/<name>_crclean.fits`` (a URL when the output folder is one); with
+        ``compress``, the input's compression is kept (``x.fits.fz`` -> ``x_crclean.fits.fz``)."""
         relative = self.relative(path)
-        name = f"{exposure_name(relative)}{OUTPUT_SUFFIX}"
+        name = f"{exposure_name(relative)}{OUTPUT_SUFFIX}{compression_of(relative) if self.compress else ''}"
         if remote.is_url(self.output_dir):
             return remote.join(str(self.output_dir), relative.parent.as_posix(), name)
         return Path(self.output_dir) / relative.parent / name

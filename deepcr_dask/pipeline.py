@@ -41,6 +41,7 @@ from .io.fits import (
     read_chip,
     read_err,
 )
+from .io.names import split_name
 from .io.writer import write_cleaned
 from .model_choice import default_inpaint
 from .provenance import Provenance
@@ -78,6 +79,7 @@ class CleanOptions:
     inpaint_suspect: bool = False  # inpaint chips the quality gates call suspect
     use_groups: bool = True  # fuse repeat exposures of one pointing
     fpr: float | None = None  # instead of threshold: a false-positive rate the model's metadata records
+    compress: bool = False  # cleaned copies keep the input's compression (.gz, .bz2, .fz tiles)
 
     def key(self) -> str:
         """What must match for a previous result to count as done (not where or how it was computed)."""
@@ -114,17 +116,14 @@ class FileResult:
                          "version": self.provenance.version, "error": "; ".join(result.suspect) or None,
                          "fits_output": self.fits_output, "zarr_group": self.zarr_groups.get(result.chip.name),
                          "instrument": self.info.instrument, "notes": "; ".join(self.info.notes) or None,
-                         "group_name": self.group or None})
+                         "group_name": self.group or None, "product": self.info.product.kind})
         return rows
 
 
 def exposure_name(path: str | os.PathLike) -> str:
     """A file's name without its FITS suffix (``j8xi01abq_flc``)."""
-    name = Path(path).name
-    for suffix in (".fits.gz", ".fits", ".fit", ".fts"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
+    stem, extension, _ = split_name(path)
+    return stem if extension else Path(path).stem
 
 
 def open_for_cleaning(path: str | os.PathLike, options: CleanOptions) -> ExposureInfo:
@@ -139,7 +138,7 @@ def open_for_cleaning(path: str | os.PathLike, options: CleanOptions) -> Exposur
     """
     info = inspect_file(path, gain=options.gain, model=options.model)
     if not info.product.cleanable(options.clean_anyway):
-        raise SkipFile(info.product.skip_message())
+        raise SkipFile(info.product.skip_message(), info.product.kind)
     if not info.chips:
         raise InputError(f"{path}: no 2-D science image found")
     check_dq_bit(info, options.dq_bit)

@@ -4,10 +4,19 @@ SCI is replaced by the cleaned pixels in the input's units; each chip's DQ is OR
 bit (a CRMASK extension for chips without DQ in the file, as a WFPC2 c0f); ERR at inpainted pixels becomes
 the uncertainty of the inpainted value (Poisson on the value plus read noise); the primary header gets the
 provenance keywords, the unit assumptions and a HISTORY line. The input is never modified.
+
+The output's name says its form: ``.fits`` is plain FITS (a tile-compressed input's HDUs decompressed),
+``.gz``/``.bz2`` compress the whole file (lossless), and ``.fz`` tile-compresses again what the input had
+compressed, with the input's settings: integer HDUs (DQ, integer science data) losslessly; float HDUs are
+quantised as the input's were (RICE/GZIP with ``quantize_level`` q: steps of sigma/q, an rms change of
+sigma/(q*sqrt(12)), 0.018 sigma for astropy's q = 16), or losslessly where the input was (GZIP, no
+quantisation).
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import os
 import uuid
 import warnings
@@ -19,6 +28,7 @@ from astropy.io import fits
 from ..provenance import Provenance
 from . import remote
 from .fits import DEFAULT_CR_BIT, ChipInfo, ChipResult, _open
+from .names import compression_of
 
 __all__ = ["write_cleaned"]
 
@@ -58,8 +68,15 @@ def write_cleaned(
     dst = Path(remote.local_path(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = _atomic_path(dst)
+    compression = compression_of(dst)
     with _open(src, memmap=False) as hdul:  # the copy needs every byte anyway
-        out = fits.HDUList([hdu.copy() for hdu in hdul])
+        # Tile-compressed HDUs become plain images (the data decompressed); a .fz output compresses them back.
+        tiles = {i: _tile_settings(hdu) for i, hdu in enumerate(hdul) if isinstance(hdu, fits.CompImageHDU)}
+        with warnings.catch_warnings():
+            # Old files' table quirks (WFPC2's GEIS group table: an ASCII column with TDISP 'L') are copied
+            # as they are; astropy's warning about them is nothing a user can act on.
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            out = fits.HDUList([_plain(hdu) for hdu in hdul])
     try:
         total = 0
         for result in results:
@@ -89,9 +106,15 @@ def write_cleaned(
         header.add_history(provenance.history(cr_bit, total))
         for note in notes:
             header.add_history(f"deepcr-dask units: {note}")
+        if compression == ".fz":
+            out = _tile_compressed(out, tiles)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # fixable header quirks of old files
-            out.writeto(tmp, output_verify="silentfix", checksum=True)
+            if compression in _STREAMS:
+                with _STREAMS[compression](tmp, "wb") as stream:
+                    out.writeto(stream, output_verify="silentfix", checksum=True)
+            else:
+                out.writeto(tmp, output_verify="silentfix", checksum=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dst)
@@ -99,6 +122,40 @@ def write_cleaned(
         if tmp.exists():
             tmp.unlink()
     return dst
+
+
+# Whole-file compressions of the output, written as a stream (lossless).
+_STREAMS = {".gz": lambda path, mode: gzip.open(path, mode, compresslevel=6), ".bz2": bz2.open}
+
+
+def _plain(hdu):
+    """A copy of an HDU, a tile-compressed image decompressed into a plain image extension."""
+    if isinstance(hdu, fits.CompImageHDU):
+        return fits.ImageHDU(np.asarray(hdu.data), header=hdu.header.copy())
+    return hdu.copy()
+
+
+def _tile_settings(hdu: fits.CompImageHDU) -> dict:
+    return {"compression_type": hdu.compression_type, "quantize_level": hdu.quantize_level,
+            "quantize_method": hdu.quantize_method, "tile_shape": tuple(int(n) for n in hdu.tile_shape)}
+
+
+def _tile_compressed(out: fits.HDUList, tiles: dict[int, dict]) -> fits.HDUList:
+    """A .fz output: the HDUs compressed in the input compressed again with the input's settings (integer
+    data losslessly; float data quantised as the input's were, or not at all where the input was lossless),
+    and the CRMASK extensions losslessly (GZIP_2)."""
+    hdus = [out[0]]
+    for index, hdu in enumerate(out[1:], start=1):
+        settings = tiles.get(index)
+        if settings is None and hdu.name == "CRMASK":
+            settings = {"compression_type": "GZIP_2"}
+        if settings is None or not isinstance(hdu, fits.ImageHDU):
+            hdus.append(hdu)
+            continue
+        if settings.get("tile_shape") and len(settings["tile_shape"]) != np.ndim(hdu.data):
+            settings = {k: v for k, v in settings.items() if k != "tile_shape"}
+        hdus.append(fits.CompImageHDU(np.asarray(hdu.data), header=hdu.header, **settings))
+    return fits.HDUList(hdus)
 
 
 def _ver(chip: ChipInfo) -> int:
