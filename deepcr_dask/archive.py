@@ -9,8 +9,13 @@ itself, so pixels never travel through the driver. A bounded number of tasks is 
 is recorded in the SQLite manifest as it lands. A task whose worker dies (and is rescheduled by the
 scheduler until it gives up) is recorded as failed with the reason; the run goes on.
 
-Exit codes (:attr:`ArchiveSummary.exit_code`): 0 every file done or skipped by design, 1 some failed,
-3 suspect chips under ``strict`` (2 is the command line's, for bad usage).
+Every file under the inputs is accounted for: cleaned, already complete, skipped by design (with its product
+type and the reason), failed, or not FITS by name (counted; listed with ``verbose``).
+
+Exit codes (:attr:`ArchiveSummary.exit_code`): 0 files were cleaned (now or by an earlier run) and none
+failed, 1 some failed, 3 suspect chips under ``strict``, 4 nothing cleaned although the run looked (every
+file skipped by design or not FITS, or no file at all), so that a batch job never reports success over an
+archive it did not touch (2 is the command line's, for bad usage).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from .groups import Group, group_exposures
 from .io import remote
 from .io import zarr as zarr_io
 from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ExposureInfo, SkipFile
-from .layout import Layout, discover
+from .layout import Layout, discover, find_inputs
 from .manifest import Manifest, default_manifest_path
 from .pipeline import (
     DASK_CHIP_PIXELS,
@@ -49,6 +54,7 @@ from .staging import needs_staging, run_staged, staged_group
 __all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file", "process_group"]
 
 ArchiveOptions = CleanOptions  # the per-file settings an archive task carries
+NOTHING_CLEANED = 4  # the exit code of a run that cleaned nothing
 
 
 @dataclass
@@ -59,6 +65,8 @@ class ArchiveSummary:
     already_done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    skipped_kinds: dict[str, str] = field(default_factory=dict)  # path -> product type
+    not_fits: list[str] = field(default_factory=list)  # files under the inputs whose names do not say FITS
     suspect: dict[str, list[str]] = field(default_factory=dict)  # path -> "CHIP: reason" lines
     outliers: dict[str, str] = field(default_factory=dict)  # "path CHIP" -> reason (the run's own distribution)
     cr_pixels: int = 0
@@ -71,13 +79,37 @@ class ArchiveSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some failed, 3 suspect chips under ``strict`` (for scripts and SLURM)."""
+        """0 files cleaned, 1 some failed, 3 suspect chips under ``strict``, 4 nothing cleaned (for scripts and
+        SLURM)."""
         if self.failed:
             return 1
+        if not self.done and not self.already_done:
+            return NOTHING_CLEANED
         return 3 if self.strict and self.suspect else 0
 
-    def table(self) -> str:
-        lines = [
+    def skipped_by_kind(self) -> dict[str, tuple[int, str]]:
+        """Product type -> (files, one example), most files first."""
+        counts: dict[str, list[str]] = {}
+        for path in sorted(self.skipped):
+            counts.setdefault(self.skipped_kinds.get(path) or "other", []).append(path)
+        return {kind: (len(paths), paths[0]) for kind, paths in sorted(counts.items(), key=lambda kv: -len(kv[1]))}
+
+    def nothing_cleaned(self) -> str:
+        """The one line a run that cleaned nothing prints (empty otherwise)."""
+        if self.exit_code != NOTHING_CLEANED:
+            return ""
+        found = len(self.skipped) + len(self.not_fits)
+        if not found:
+            return "NOTHING CLEANED: no file found under the inputs (exit code 4)"
+        kinds = ", ".join(f"{n} {kind}" for kind, (n, _) in self.skipped_by_kind().items())
+        return (f"NOTHING CLEANED: {found} file(s) found, none an image to clean: "
+                f"{len(self.skipped)} skipped by design" + (f" ({kinds})" if kinds else "")
+                + f", {len(self.not_fits)} not FITS by name (exit code 4)")
+
+    def table(self, verbose: bool = False) -> str:
+        """The run's outcome as a Markdown table, then one line per failed, suspect and skipped file."""
+        lines = [self.nothing_cleaned()] if self.nothing_cleaned() else []
+        lines += [
             "| outcome | files |",
             "|---|---|",
             f"| cleaned now | {len(self.done)} |",
@@ -85,7 +117,12 @@ class ArchiveSummary:
             f"| already complete | {len(self.already_done)} |",
             f"| not cleaned by design | {len(self.skipped)} |",
             f"| failed | {len(self.failed)} |",
+            f"| not FITS by name | {len(self.not_fits)} |",
         ]
+        if self.skipped:
+            lines += ["", "| skipped as | files | for example |", "|---|---|---|"]
+            lines += [f"| {kind} | {n} | {Path(example).name} |"
+                      for kind, (n, example) in self.skipped_by_kind().items()]
         fraction = self.cr_pixels / self.pixels if self.pixels else 0.0
         lines.append(f"\n{self.cr_pixels} cosmic-ray pixels in {self.pixels} ({fraction:.4%}); "
                      f"{self.seconds:.1f} s wall")
@@ -97,6 +134,11 @@ class ArchiveSummary:
             lines.append(f"OUTLIER {key}: {reason}")
         for path, reason in sorted(self.skipped.items()):
             lines.append(f"SKIPPED {reason}" if reason.startswith(path) else f"SKIPPED {path}: {reason}")
+        if verbose:
+            lines += [f"NOT FITS {path}" for path in self.not_fits]
+        elif self.not_fits:
+            lines.append(f"NOT FITS {len(self.not_fits)} file(s) whose names do not say FITS, e.g. "
+                         f"{self.not_fits[0]} (all listed with --verbose)")
         return "\n".join(lines)
 
 
@@ -113,7 +155,9 @@ def _failure(path: str, exc: BaseException, options: CleanOptions, start: float,
         base = _base(path, options)
     except (OSError, InputError):
         base = {"path": path, "options": options.key(), "version": __version__}
-    return {**base, "chip": "", "status": status, "error": message, "seconds": time.perf_counter() - start}
+    product = getattr(exc, "kind", None) if status == "skipped" else None
+    return {**base, "chip": "", "status": status, "error": message, "seconds": time.perf_counter() - start,
+            "product": product}
 
 
 def _output_location(output_dir: str | os.PathLike) -> Path | str:
@@ -286,13 +330,15 @@ def process_archive(
     use_groups: bool = True,
     fpr: float | None = None,
     manifest: str | os.PathLike | None = None,
+    compress: bool = False,
 ) -> ArchiveSummary:
     """Clean every FITS file under ``inputs`` and record the results.
 
     Parameters
     ----------
     inputs : path, folder, glob, or a list of them
-        Folders are searched recursively for ``*.fits`` (``.fit``, ``.fts``, ``.fits.gz``).
+        Folders are searched recursively for FITS files: ``.fits``, ``.fit`` or ``.fts``, each plain or
+        compressed (``.gz``, ``.bz2``, ``.fz`` tiles); every other file is counted as not FITS by name.
         Any of them may be a URL of an object store (``s3://bucket/visit1/``; all inputs then in one store),
         read with the filesystem's own credentials (:mod:`deepcr_dask.io.remote`).
     output_dir : path or URL
@@ -335,6 +381,9 @@ def process_archive(
         Exit code 3 when any chip is suspect.
     use_groups : bool
         Fuse repeat exposures of one pointing (default); False cleans every file on its own.
+    compress : bool
+        Cleaned copies keep the input's compression (``x.fits.fz`` -> ``x_crclean.fits.fz``, see
+        :mod:`deepcr_dask.io.writer` for what tile compression does to float pixels); default plain FITS.
 
     Returns
     -------
@@ -347,12 +396,13 @@ def process_archive(
     if zarr_path:
         zarr_path = str(zarr_path).rstrip("/") if remote.is_url(zarr_path) else \
             str(Path(remote.local_path(zarr_path)).resolve())
-    files, root = discover(inputs, zarr_path=zarr_path, include=include, exclude=exclude)
-    layout = Layout(root, output)
+    found = find_inputs(inputs, zarr_path=zarr_path, include=include, exclude=exclude)
+    files, root = found.files, found.root
+    layout = Layout(root, output, compress=compress)
     options = CleanOptions(model, inpaint, threshold, dq_bit, DEFAULT_IGNORE_BITS, gain, write_fits,
                            crmask_extension, probability, device, kernels, dask_chip_pixels or DASK_CHIP_PIXELS,
                            clean_anyway=tuple(clean_anyway), inpaint_suspect=inpaint_suspect, use_groups=use_groups,
-                           fpr=fpr)
+                           fpr=fpr, compress=compress)
     if zarr_path and not remote.is_url(zarr_path):
         zarr_io.clear_temporary(zarr_path)
     if isinstance(output, Path):
@@ -361,7 +411,7 @@ def process_archive(
     manifest_path = Path(manifest) if manifest else default_manifest_path(output)
     manifest_db = Manifest(manifest_path)
     summary = ArchiveSummary(output_dir=str(output), zarr_path=zarr_path, strict=strict,
-                             manifest_path=str(manifest_path))
+                             manifest_path=str(manifest_path), not_fits=list(map(str, found.not_fits)))
     todo = []
     for path in map(str, files):
         size, mtime = remote.stamp(path)
@@ -527,6 +577,7 @@ def _tally(rows: list[dict], summary: ArchiveSummary) -> None:
             summary.failed[path] = next(row["error"] for row in file_rows if row["status"] == "failed")
         elif statuses == {"skipped"}:
             summary.skipped[path] = file_rows[0]["error"]
+            summary.skipped_kinds[path] = file_rows[0].get("product") or "other"
         else:
             summary.done.append(path)
             reasons = [f"{row['chip']}: {row['error']}" for row in file_rows if row["status"] == "suspect"]

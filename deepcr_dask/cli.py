@@ -106,11 +106,12 @@ def _archive(args: argparse.Namespace) -> int:
             kernels=args.kernels, dask_chip_pixels=args.dask_chip_pixels, include=args.include or (),
             exclude=args.exclude or (), clean_anyway=tuple(args.clean_anyway), inpaint_suspect=args.inpaint_suspect,
             strict=args.strict, use_groups=not args.no_groups, fpr=args.fpr, manifest=args.manifest,
+            compress=args.compress,
         )
     finally:
         if handle is not None:
             handle.close()
-    print(summary.table())
+    print(summary.table(verbose=args.verbose))
     print(f"outputs: {summary.output_dir}" + (f"; zarr: {summary.zarr_path}" if summary.zarr_path else "")
           + f"; manifest: {summary.manifest_path}")
     if args.report:
@@ -256,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask-chip-pixels", type=int,
                    help="chips with more pixels are cleaned as dask arrays over the whole cluster "
                         "(default 64 Mpix, larger than any HST chip)")
+    p.add_argument("--compress", action="store_true",
+                   help="cleaned copies keep the input's compression (.gz, .bz2, .fz tiles; float pixels of a "
+                        ".fz are quantised as the input's were); default plain FITS")
+    p.add_argument("--verbose", action="store_true", help="list every file that is not FITS by name")
     _add_model_options(p)
     p.set_defaults(func=_archive)
 
@@ -284,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 some files failed, 2 usage or input error, 3 suspect chips
-    under ``--strict``)."""
+    under ``--strict``, 4 an archive run that cleaned nothing although it looked)."""
     from .errors import DeepCRDaskError
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -155,6 +155,15 @@ def _expected(fits_output: str | None) -> float | None:
     return expected_fraction(float(exptime) if exptime else None, space=header.get("TELESCOP") == "HST")
 
 
+def _skipped_by_kind(files, file_status) -> dict[str, tuple[int, dict]]:
+    """Product type -> (files skipped as it, the first one's row), most files first."""
+    kinds: dict[str, list[dict]] = defaultdict(list)
+    for _, chips in files:
+        if file_status(chips) == "skipped":
+            kinds[chips[0].get("product") or "other"].append(chips[0])
+    return {kind: (len(rows), rows[0]) for kind, rows in sorted(kinds.items(), key=lambda kv: -len(kv[1]))}
+
+
 def write_report(output_dir: str | os.PathLike, path: str | os.PathLike | None = None, *,
                  max_chips: int = 200, manifest: str | os.PathLike | None = None) -> Path:
     """Write the QA page of the archive run in ``output_dir``; returns its path.
@@ -207,6 +216,15 @@ def write_report(output_dir: str | os.PathLike, path: str | os.PathLike | None =
     for status in ("failed", "suspect", "done", "skipped"):
         parts.append(f"<tr><td class='{status}'>{status}</td><td>{counts.get(status, 0)}</td></tr>")
     parts.append("</table>")
+    skipped = _skipped_by_kind(files, file_status)
+    if skipped:
+        parts.append("<h2>Skipped by kind</h2><table id='skipped-kinds'><tr><th>skipped as</th><th>files</th>"
+                     "<th>for example</th><th>why</th></tr>")
+        for kind, (count, example) in skipped.items():
+            parts.append(f"<tr><td>{html.escape(kind)}</td><td>{count}</td>"
+                         f"<td>{html.escape(Path(example['path']).name)}</td>"
+                         f"<td>{html.escape(example['error'] or '')}</td></tr>")
+        parts.append("</table>")
     parts.append("<h2>Flagged fraction per chip</h2>")
     parts.append(f"<img alt='histogram' src='{_histogram(cleaned, [e for e in expected if e])}'>")
     parts.append("<h2>Files</h2><table><tr><th>file</th><th>chip</th><th>outcome</th><th>flagged</th>"
