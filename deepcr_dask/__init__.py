@@ -7,7 +7,7 @@ from .archive import process_archive
 from .ccd import clean_ccd
 from .cleaner import Cleaner
 from .cluster import make_cluster
-from .compat import detect_cosmics
+from .compat import cosmicray_lacosmic, detect_cosmics
 from .engine import clean_dask
 from .errors import DeepCRDaskError, InputError, ModelError
 from .zoo import list_models
@@ -20,6 +20,7 @@ __all__ = [
     "__version__",
     "clean_ccd",
     "clean_dask",
+    "cosmicray_lacosmic",
     "detect_cosmics",
     "list_models",
     "make_cluster",
