@@ -226,7 +226,7 @@ def test_gmos_both_real_cosmic_rays_are_flagged():
 
 def test_detect_cosmics_is_astroscrappy_shaped():
     image, truth = synthetic_frame((128, 128), seed=10)
-    crmask, cleanarr = dcr.detect_cosmics(image, model="ACS-WFC", device="cpu")
+    crmask, cleanarr = dcr.detect_cosmics(image, gain=1.0, model="ACS-WFC", device="cpu")  # electrons
     assert crmask.dtype == bool and cleanarr.dtype == np.float32
     mask, cleaned = _cleaner().clean(image)
     np.testing.assert_array_equal(crmask, mask)
