@@ -301,3 +301,25 @@ def test_the_qa_page_lists_what_was_skipped_by_kind(archive, tmp_path):
     page = (tmp_path / "o" / "report.html").read_text()
     table = page.split("id='skipped-kinds'")[1].split("</table>")[0]
     assert "<td>combined</td><td>3</td>" in table and "<td>cube</td><td>1</td>" in table
+
+
+def test_a_mosaic_fz_cleans_every_ccd_extension(tmp_path):
+    """A ground mosaic as DECam ships it: an .fz whose CCDs are image extensions without SCI names, plus a
+    mask extension; every CCD is a chip, the mask extension is not, and each CCD's mask is the plain frame's."""
+    from deepcr_dask.pipeline import CleanOptions, clean_file
+
+    with fits.open(real_file(SAAO)) as hdul:
+        header, data = hdul[0].header, hdul[0].data
+        primary = fits.PrimaryHDU()
+        for key in ("TELESCOP", "EXPTIME"):
+            primary.header[key] = header[key]
+        ccds = [fits.CompImageHDU(data, header=header, name=name, compression_type="RICE_1") for name in ("S1", "N1")]
+        fits.HDUList([primary, *ccds, fits.CompImageHDU(np.zeros(data.shape, np.int16), name="MASK")]).writeto(
+            tmp_path / "mosaic.fits.fz")
+    options = CleanOptions(device="cpu")
+    mosaic = clean_file(tmp_path / "mosaic.fits.fz", options, output=tmp_path / "mosaic_crclean.fits")
+    plain = clean_file(real_file(SAAO), options, output=tmp_path / "plain_crclean.fits")
+    assert [c.chip.name for c in mosaic.chips] == ["HDU1", "HDU2"]
+    for chip in mosaic.chips:
+        np.testing.assert_array_equal(chip.mask, plain.chips[0].mask)
+    assert plain.chips[0].mask.sum() > 10

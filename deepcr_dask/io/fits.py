@@ -248,6 +248,11 @@ def _has_data(hdu) -> bool:
     return hdu.is_image and hdu.header.get("NAXIS", 0) >= 2
 
 
+# Image extensions that hold something other than the sky: never cleaned as chips of their own.
+_AUXILIARY = {"VAR", "VARIANCE", "IVAR", "ERR", "ERROR", "UNCERT", "DQ", "MASK", "BPM", "WEIGHT", "WHT", "WGT",
+              "SKYFIT", "SKY", "CTX", "CON", "EXP", "EXPMAP", "FLAGS", "OBJMASK"}
+
+
 def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
     primary = primary_header(hdul)
     sci = [i for i, h in enumerate(hdul) if _header_text(h.header, "EXTNAME") == "SCI" and _has_data(h)]
@@ -268,6 +273,18 @@ def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
     candidates = [i for i, h in enumerate(hdul) if _has_data(h)]
     if not candidates:
         raise InputError(f"{path}: no 2-D science image found")
+    science = [i for i in candidates if hdul[i].header.get("NAXIS") == 2
+               and _header_text(hdul[i].header, "EXTNAME") not in _AUXILIARY]
+    if len(science) > 1:
+        # A mosaic's CCDs as image extensions without SCI names (DECam, Pan-STARRS .fz): each is a chip.
+        chips, units, notes = [], "", []
+        for index in science:
+            header = hdul[index].header
+            factor, units, notes = _electrons_factor(path, primary, header, gain)
+            chips.append(ChipInfo(f"HDU{index}", index, None, _shape(path, header), factor, None,
+                                  read_noise=_read_noise(primary, header, factor), wcs=_wcs(header),
+                                  exptime=_seconds(primary.get("EXPTIME", header.get("EXPTIME")))))
+        return chips, units, notes
     index = candidates[0]
     header = hdul[index].header
     factor, units, notes = _electrons_factor(path, primary, header, gain)
