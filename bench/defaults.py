@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Choose each camera's default mask model on independent truth (the rule of ``deepcr_dask.model_choice``).
+"""Choose each camera's default mask model on independent truth (the rule of ``deepcr_dask.models.choice``).
 
 1. Every mask model (ours and deepCR's zoo, through the Cleaner, which equals deepCR within 1e-5) on the
    *validation* split of the independent-truth sets: the STIS CR-SPLIT pair of the validation association
@@ -9,7 +9,7 @@
    of each WF chip, star cores touched against chance, gates), and ACS/HRC 47 Tuc (gates).
 3. Every inpainter (the 5x5 median, ours, deepCR's) on the same validation sets: rays grown by a pixel, the
    other exposure (pairs) or the frame without the injected rays as truth.
-4. :func:`~deepcr_dask.model_choice.choose_default` and ``choose_inpaint`` per camera family; the choices and
+4. :func:`~deepcr_dask.models.choice.choose_default` and ``choose_inpaint`` per camera family; the choices and
    the numbers that made them go to ``deepcr_dask/weights/defaults/cameras.json`` and ``bench/results/defaults.md``.
 
     python bench/defaults.py                      # ~15 min on 2 cores
@@ -30,7 +30,7 @@ import numpy as np
 from exactness import cpu_name  # bench/: the CPU as /proc/cpuinfo names it
 
 from deepcr_dask.data import real_data_dir
-from deepcr_dask.model_choice import (
+from deepcr_dask.models.choice import (
     CAMERA_SETS,
     DECIDING_FPRS,
     INPAINT_SETS,
@@ -38,7 +38,7 @@ from deepcr_dask.model_choice import (
     choose_inpaint,
     save_defaults,
 )
-from deepcr_dask.zoo import get_spec, list_models
+from deepcr_dask.models.zoo import get_spec, list_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -80,8 +80,8 @@ def crowded_checks(models: list[str]) -> dict[str, dict]:
     or HRC chip is suspect."""
     from astropy.io import fits
 
-    from deepcr_dask.gates import CORE_GROW, star_cores
-    from deepcr_dask.pipeline import CleanOptions, clean_file
+    from deepcr_dask.archive.gates import CORE_GROW, star_cores
+    from deepcr_dask.archive.pipeline import CleanOptions, clean_file
 
     folder = real_data_dir()
     c0f, hrc = folder / "wfpc2_u40x010hm_c0f.fits", folder / "acs_hrc_j8bt06nyq_flt.fits"

@@ -30,8 +30,8 @@ import torch
 import deepcr_dask as dcr
 from deepcr_dask.data import real_data_dir
 from deepcr_dask.io.fits import inspect_file, read_chip
+from deepcr_dask.models.zoo import get_spec
 from deepcr_dask.nn import probes
-from deepcr_dask.zoo import get_spec
 
 MODELS = ("ACS-WFC", "WFC3-UVIS", "decam")
 PATHS = ("reference", "fast", "portable")

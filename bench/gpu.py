@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 import deepcr_dask as dcr
-from deepcr_dask.cleaner import get_cleaner
+from deepcr_dask.inference.cleaner import get_cleaner
 
 RESULTS = Path(__file__).parent / "results"
 # ../shared does not travel to a lent GPU: carry copies of the frames and point DEEPCR_DASK_REAL_DATA at them.

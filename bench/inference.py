@@ -59,7 +59,7 @@ METHODS: dict[str, str] = {
     # Not run by default: deepCR segment with the glibc setting the Cleaner applies (allocator.py), to
     # separate that setting's share of the speedup.
     "deepcr-segment-malloc": "deepCR 0.3.1 `segment=True, patch=1024` after "
-    "`deepcr_dask.allocator.keep_large_blocks_in_heap()`",
+    "`deepcr_dask.inference.allocator.keep_large_blocks_in_heap()`",
     "astroscrappy": "astroscrappy `detect_cosmics(img)`, default parameters",
     # Not run by default: deepCR's own network inpainting, for comparison with cleaner-inpaint-net.
     "deepcr-inpaint-net": 'deepCR 0.3.1 `deepCR("ACS-WFC", inpaint="ACS-WFC-F606W-2-32")'
@@ -236,7 +236,7 @@ def _setup(method: str) -> tuple[Callable[[np.ndarray], np.ndarray], list[tuple[
 
         model = deepCR(mask=MASK_MODEL)
         if method == "deepcr-segment-malloc":
-            from deepcr_dask.allocator import keep_large_blocks_in_heap
+            from deepcr_dask.inference.allocator import keep_large_blocks_in_heap
 
             keep_large_blocks_in_heap()
         if method.startswith("deepcr-segment"):

@@ -21,8 +21,8 @@ from exactness import cpu_name  # bench/: the CPU as /proc/cpuinfo names it
 
 from deepcr_dask.evaluate import BenchmarkConfig, build_scenes
 from deepcr_dask.evaluate.inpainting import pair_inpainting
-from deepcr_dask.model_choice import INPAINT_SETS, load_defaults
-from deepcr_dask.zoo import list_models
+from deepcr_dask.models.choice import INPAINT_SETS, load_defaults
+from deepcr_dask.models.zoo import list_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

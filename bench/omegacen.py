@@ -25,8 +25,8 @@ import numpy as np
 from exactness import cpu_name  # bench/: the CPU as /proc/cpuinfo names it
 from scipy import ndimage
 
+from deepcr_dask.archive.pipeline import CleanOptions, clean_file
 from deepcr_dask.data import real_data_dir
-from deepcr_dask.pipeline import CleanOptions, clean_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
 C0F = "wfpc2_u40x010hm_c0f.fits"
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     from astropy.io import fits
 
-    from deepcr_dask.gates import CORE_GROW, star_cores
+    from deepcr_dask.archive.gates import CORE_GROW, star_cores
 
     core_pixels = 2 * CORE_GROW * (CORE_GROW + 1) + 1  # as the gates count a core
 

@@ -6,9 +6,9 @@ a well-sampled one, ACS/WFC) it simulates groups of exposures of one scene with 
 rays (:func:`deepcr_dask.sim.simulate_group`), and scores three detectors over every exposure's pixels:
 
 * **single-frame**: the camera's default mask model on each exposure alone (its probability);
-* **multi-exposure only**: each exposure's excess over the others, ``z`` (:func:`deepcr_dask.groups.fuse`),
+* **multi-exposure only**: each exposure's excess over the others, ``z`` (:func:`deepcr_dask.archive.groups.fuse`),
   the evidence ``acsrej``-style rejection thresholds;
-* **fused**: the network's probability with that evidence applied (:mod:`deepcr_dask.groups`).
+* **fused**: the network's probability with that evidence applied (:mod:`deepcr_dask.archive.groups`).
 
 Printed and written to ``bench/results/repeats.md``: TPR at FPR 1e-4 and 1e-3 (undilated), pooled over
 the groups of each configuration.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepcr_dask.model_choice import default_model
+from deepcr_dask.models.choice import default_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [(camera, field, n) for camera in ("WFPC2", "ACS-WFC") for field in ("sparse", "globular") for n in (2, 4)]
@@ -36,8 +36,8 @@ FPRS = (1e-4, 1e-3)
 
 def score_group(samples, cleaner) -> dict[str, tuple]:
     """Tallies of the three detectors over one group's exposures."""
-    from deepcr_dask.groups import fuse
-    from deepcr_dask.metrics import tally_scores
+    from deepcr_dask.archive.groups import fuse
+    from deepcr_dask.evaluate.metrics import tally_scores
 
     probabilities = [cleaner.probability(s.image, ignore=s.ignore) for s in samples]
     rates = [s.image / s.exptime for s in samples]

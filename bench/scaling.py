@@ -160,8 +160,7 @@ def run_in_process(name: str, frames: int, size: int, repeats: int = 1) -> dict:
     import torch  # noqa: F401  (import time is part of "model load", as on a fresh worker)
 
     import deepcr_dask as dcr
-    from deepcr_dask import engine
-
+    from deepcr_dask.distributed import engine
     _set_torch_threads(threads)
     # dask-sync: fill the process-level cache clean_dask's blocks will use
     config = engine.CleanerConfig(MODEL, device="cpu")
@@ -239,14 +238,13 @@ def _worker_stats() -> tuple[float, int, int]:
     """(peak RSS GB, Cleaners built, torch threads) of the calling worker process."""
     import torch
 
-    from deepcr_dask import engine
-
+    from deepcr_dask.distributed import engine
     return _maxrss_gb(), engine.load_count(), torch.get_num_threads()
 
 
 def _clean_frame(image: np.ndarray) -> tuple[int, float]:
     """Plain Cleaner on one frame, on a worker (the process-level cache the plugin filled)."""
-    from deepcr_dask.engine import CleanerConfig, worker_cleaner
+    from deepcr_dask.distributed.engine import CleanerConfig, worker_cleaner
 
     mask, cleaned = worker_cleaner(CleanerConfig(MODEL, device="cpu")).clean(image)
     return int(mask.sum()), float(cleaned.sum(dtype=np.float64))
@@ -332,8 +330,8 @@ def run_archive(name: str, frames: int, size: int, repeats: int = 1) -> dict:
     """``archive-*``: FLC files on disk cleaned by process_archive on a local cluster, or by clean_file in-process."""
     kind, workers, threads, _ = CONFIGS[name]
     import deepcr_dask as dcr
-    from deepcr_dask import engine
-    from deepcr_dask.pipeline import CleanOptions, clean_file
+    from deepcr_dask.archive.pipeline import CleanOptions, clean_file
+    from deepcr_dask.distributed import engine
 
     with tempfile.TemporaryDirectory(prefix="deepcr-scaling-") as tmp:
         t0 = time.perf_counter()
@@ -372,7 +370,7 @@ def run_archive(name: str, frames: int, size: int, repeats: int = 1) -> dict:
                 summary = dcr.process_archive(paths, out, cluster=handle, model=MODEL, device="cpu", progress=False)
                 wall = time.perf_counter() - t0
                 assert len(summary.done) == frames, summary.table()
-                from deepcr_dask.manifest import Manifest
+                from deepcr_dask.archive.manifest import Manifest
 
                 rows = {Path(r["path"]).name: r for r in Manifest(out / "manifest.sqlite").rows()}
                 return wall, [(rows[p.name]["cr_pixels"], float("nan")) for p in paths], {}

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 import deepcr_dask as dcr
-from deepcr_dask import thresholds, zoo
 from deepcr_dask.evaluate.benchmark import BenchmarkConfig
 from deepcr_dask.evaluate.scenes import build_scenes, pooled_probabilities
+from deepcr_dask.models import thresholds, zoo
 
 FIELDS = {"wfpc2": 6, "saao": 4, "gmos": 10}  # realisations
 CHIPS = (2, 3)  # NGC 4151 WF3, WF4: held out from every model trained here

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 import deepcr_dask as dcr
-from deepcr_dask import zoo
 from deepcr_dask.evaluate.benchmark import BenchmarkConfig
 from deepcr_dask.evaluate.scenes import build_scenes, pooled_probabilities
+from deepcr_dask.models import zoo
 
 MODELS = ("ACS-WFC", "ACS-WFC-F606W-2-32", "ACS-WFC-F435W-2-32", "ACS-WFC-F814W-2-32", "ACS-WFC-F606W-2-4")
 FIELDS = {"wfpc2": 1, "saao": 2, "gmos": 4}

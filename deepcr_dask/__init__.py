@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from . import _moved
 from ._version import __version__
-from .archive import process_archive
+from .archive.run import process_archive
 from .ccd import clean_ccd
-from .cleaner import Cleaner
-from .cluster import make_cluster
 from .compat import cosmicray_lacosmic, detect_cosmics
-from .engine import clean_dask
+from .distributed.cluster import make_cluster
+from .distributed.engine import clean_dask
 from .errors import DeepCRDaskError, InputError, ModelError
-from .zoo import list_models
+from .inference.cleaner import Cleaner
+from .models.zoo import list_models
+
+_moved.install()  # the flat layout's module paths, for one release
 
 __all__ = [
     "Cleaner",

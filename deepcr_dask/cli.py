@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .thresholds import FPR_LEVELS
+from .models.thresholds import FPR_LEVELS
 
 __all__ = ["main"]
 
 
 def _models(args: argparse.Namespace) -> int:
     if args.action == "check":
-        from .plugins import check_model_card
+        from .inference.card_check import check_model_card
 
         if not args.card:
             print("deepcr-dask: error: models check needs a model card path", file=sys.stderr)
@@ -24,9 +24,9 @@ def _models(args: argparse.Namespace) -> int:
         if not problems:
             print(f"{args.card}: ok")
         return 2 if problems else 0
+    from .models.thresholds import fpr_thresholds
+    from .models.zoo import registered_specs
     from .nn import reach, receptive_field
-    from .thresholds import fpr_thresholds
-    from .zoo import registered_specs
 
     rows = [("name", "kind", "instrument", "units", "threshold", "thresholds@fpr(1e-4/5e-4/5e-3)",
              "receptive_field", "reach", "source")]
@@ -50,7 +50,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from .pipeline import CleanOptions, clean_file
+    from .archive.pipeline import CleanOptions, clean_file
 
     options = CleanOptions(model=args.model, inpaint=args.inpaint, threshold=args.threshold, dq_bit=args.dq_bit,
                            gain=args.gain, crmask_extension=args.crmask, probability=args.crprob, device=args.device,
@@ -67,17 +67,17 @@ def _clean(args: argparse.Namespace) -> int:
 
 
 def _archive(args: argparse.Namespace) -> int:
-    from .archive import process_archive
+    from .archive.run import process_archive
 
     cluster = args.cluster
     handle = None
     security = {"security": True} if args.tls else {}  # temporary self-signed certificates for this run
     if args.tls_files:  # the credentials a batch job wrote for its scheduler and workers
-        from .tls import security_from_files
+        from .distributed.tls import security_from_files
 
         security = {"security": security_from_files(args.tls_files)}
     if cluster == "local" and (args.workers or args.threads_per_worker or security):
-        from .cluster import make_cluster
+        from .distributed.cluster import make_cluster
 
         local = {"threads_per_worker": args.threads_per_worker or 1, **security}
         if args.workers:
@@ -85,7 +85,7 @@ def _archive(args: argparse.Namespace) -> int:
         handle = make_cluster("local", **local)
         cluster = handle
     elif cluster == "slurm" and (args.jobqueue_config or args.workers or security):
-        from .cluster import make_cluster
+        from .distributed.cluster import make_cluster
 
         options = {"config": args.jobqueue_config} if args.jobqueue_config else {}
         if args.workers:
@@ -93,7 +93,7 @@ def _archive(args: argparse.Namespace) -> int:
         handle = make_cluster("slurm", **options, **security)
         cluster = handle
     elif security:
-        from .cluster import make_cluster
+        from .distributed.cluster import make_cluster
 
         handle = make_cluster(cluster, **security)
         cluster = handle
@@ -115,21 +115,21 @@ def _archive(args: argparse.Namespace) -> int:
     print(f"outputs: {summary.output_dir}" + (f"; zarr: {summary.zarr_path}" if summary.zarr_path else "")
           + f"; manifest: {summary.manifest_path}")
     if args.report:
-        from .qa_report import write_report
+        from .archive.report import write_report
 
         print(f"report: {write_report(summary.output_dir, manifest=summary.manifest_path)}")
     return summary.exit_code
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .qa_report import write_report
+    from .archive.report import write_report
 
     print(f"wrote {write_report(args.output, args.html, manifest=args.manifest)}")
     return 0
 
 
 def _tls_files(args: argparse.Namespace) -> int:
-    from .tls import write_tls_files
+    from .distributed.tls import write_tls_files
 
     for role, path in write_tls_files(args.folder).items():
         print(f"{role}: {path}")
@@ -149,7 +149,7 @@ def _evaluate(argv: list[str]) -> int:
 
 
 def _train(argv: list[str]) -> int:
-    from .train import train_main
+    from .training.train import train_main
 
     return train_main(argv)
 

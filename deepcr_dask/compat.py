@@ -16,9 +16,9 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
-from .ccd import GAIN_KEYS, ccd_to_electrons, is_ccd, meta_number
-from .cleaner import get_cleaner
 from .errors import InputError
+from .inference.cleaner import get_cleaner
+from .inference.units import GAIN_KEYS, ccd_to_electrons, is_ccd, meta_number
 
 __all__ = ["cosmicray_lacosmic", "detect_cosmics"]
 

@@ -81,8 +81,8 @@ def make_demo_archive(folder: Path, n_files: int = 4, shape: tuple[int, int] = (
 
 def run_demo(output: Path, *, workers: int = 2, n_files: int = 4) -> int:
     """Make the demo archive under ``output/inputs`` and clean it on a local cluster; prints a summary."""
-    from .archive import process_archive
-    from .cluster import make_cluster
+    from .archive.run import process_archive
+    from .distributed.cluster import make_cluster
 
     start = time.perf_counter()
     output = Path(output)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DeepCRDaskError", "InputError", "ModelError"]
+__all__ = ["ClusterError", "ClusterOptionError", "ClusterTimeoutError", "DeepCRDaskError", "InputError", "ModelError"]
 
 
 class DeepCRDaskError(Exception):
@@ -15,3 +15,15 @@ class InputError(DeepCRDaskError, ValueError):
 
 class ModelError(DeepCRDaskError, ValueError):
     """A model name is unknown, or a weight file is missing, unsafe or does not fit its network."""
+
+
+class ClusterError(DeepCRDaskError, RuntimeError):
+    """A cluster could not be started, reached or closed."""
+
+
+class ClusterOptionError(ClusterError, ValueError):
+    """``make_cluster`` was given an unknown kind, an unknown option or an invalid option value."""
+
+
+class ClusterTimeoutError(ClusterError, TimeoutError):
+    """A scheduler did not answer, or workers did not arrive, within the time allowed."""

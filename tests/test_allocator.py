@@ -12,7 +12,7 @@ import pytest
 PROBE = r"""
 import os, sys
 import torch
-from deepcr_dask.allocator import keep_large_blocks_in_heap
+from deepcr_dask.inference.allocator import keep_large_blocks_in_heap
 
 def rss_mb():
     with open("/proc/self/statm") as f:

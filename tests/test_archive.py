@@ -213,8 +213,8 @@ def test_worker_killed_during_run_still_completes(tmp_path, client):
 
 
 def test_archive_fpr_uses_each_models_recorded_threshold(tmp_path, client, deepcr_module):
-    from deepcr_dask.thresholds import fpr_thresholds
-    from deepcr_dask.zoo import get_spec
+    from deepcr_dask.models.thresholds import fpr_thresholds
+    from deepcr_dask.models.zoo import get_spec
 
     root = tmp_path / "in"
     _flc(root / "jfpr01q_flc.fits", seed=11)

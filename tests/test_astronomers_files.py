@@ -19,11 +19,11 @@ from conftest import real_file
 from distributed import Client, LocalCluster
 
 import deepcr_dask as dcr
+from deepcr_dask.archive.layout import find_inputs
 from deepcr_dask.errors import InputError
 from deepcr_dask.io.fits import inspect_file
 from deepcr_dask.io.names import split_name
 from deepcr_dask.io.products import classify, suffix_of
-from deepcr_dask.layout import find_inputs
 
 HRC = "acs_hrc_j8bt06nyq_flt.fits"
 WFPC2 = "wfpc2_u5780205r_c0f.fits"
@@ -306,7 +306,7 @@ def test_the_qa_page_lists_what_was_skipped_by_kind(archive, tmp_path):
 def test_a_mosaic_fz_cleans_every_ccd_extension(tmp_path):
     """A ground mosaic as DECam ships it: an .fz whose CCDs are image extensions without SCI names, plus a
     mask extension; every CCD is a chip, the mask extension is not, and each CCD's mask is the plain frame's."""
-    from deepcr_dask.pipeline import CleanOptions, clean_file
+    from deepcr_dask.archive.pipeline import CleanOptions, clean_file
 
     with fits.open(real_file(SAAO)) as hdul:
         header, data = hdul[0].header, hdul[0].data

@@ -11,7 +11,7 @@ import torch
 from conftest import synthetic_frame
 
 import deepcr_dask as dcr
-from deepcr_dask.batching import TileBatcher, activation_elements_per_pixel, batch_size_for
+from deepcr_dask.inference.batching import TileBatcher, activation_elements_per_pixel, batch_size_for
 
 
 class Doubler(torch.nn.Module):

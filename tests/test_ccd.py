@@ -13,7 +13,7 @@ from conftest import real_file
 import deepcr_dask as dcr
 from deepcr_dask.ccd import ccd_to_electrons
 from deepcr_dask.errors import InputError
-from deepcr_dask.model_choice import default_model
+from deepcr_dask.models.choice import default_model
 
 GAIN, EXPTIME = 1.933, 90.0
 

@@ -13,7 +13,7 @@ from conftest import real_file, synthetic_frame
 
 import deepcr_dask as dcr
 from deepcr_dask.errors import InputError
-from deepcr_dask.zoo import get_spec
+from deepcr_dask.models.zoo import get_spec
 
 MASK_MODELS = ["ACS-WFC", "WFC3-UVIS", "decam"]
 INPAINT_MODELS = ["ACS-WFC-F606W-2-32", "ACS-WFC-F606W-3-32"]
@@ -135,7 +135,7 @@ def test_tiling_never_changes_results(mask, inpaint, kernels):
 def test_halo_is_derived_from_the_networks():
     """Fill reach + mask reach (9 px) on the pooling grid, then the median's support or the inpaint
     network's reach (23 px) on its grid; the tiling tests above show the margin is enough."""
-    from deepcr_dask.fill import fill_support
+    from deepcr_dask.inference.fill import fill_support
 
     fill = fill_support()
     assert _cleaner("ACS-WFC").halo == fill + 9 + (2 - 1) + fill
@@ -240,7 +240,7 @@ def test_float32_on_cuda_turns_tf32_off_for_convolutions_and_matmuls():
 
     Checked through the flags the forward pass sets (no GPU here): the CUDA run itself is bench/gpu.py.
     """
-    from deepcr_dask.devices import float32_proper
+    from deepcr_dask.inference.devices import float32_proper
 
     cuda = torch.device("cuda")
     matmul = torch.backends.cuda.matmul

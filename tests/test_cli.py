@@ -11,7 +11,7 @@ from astropy.io import fits
 from conftest import REPO, real_file
 
 import deepcr_dask as dcr
-from deepcr_dask.model_choice import default_inpaint, default_model
+from deepcr_dask.models.choice import default_inpaint, default_model
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ import pytest
 from astropy.io import fits
 
 import deepcr_dask as dcr
-from deepcr_dask.cluster import (
+from deepcr_dask.distributed.cluster import (
     ClusterError,
     ClusterOptionError,
     ClusterTimeoutError,

@@ -8,11 +8,11 @@ import torch
 from conftest import synthetic_frame
 
 import deepcr_dask as dcr
-from deepcr_dask.device_path import median_fill_torch, nanmedian_rows
 from deepcr_dask.errors import ModelError
-from deepcr_dask.fill import median_fill
-from deepcr_dask.preprocess import Region
-from deepcr_dask.tiling import Span
+from deepcr_dask.inference.device_path import median_fill_torch, nanmedian_rows
+from deepcr_dask.inference.fill import median_fill
+from deepcr_dask.inference.preprocess import Region
+from deepcr_dask.inference.tiling import Span
 
 
 def _frame(shape=(203, 258), seed=4):

@@ -14,9 +14,9 @@ from conftest import real_file, synthetic_frame
 from distributed import Client, LocalCluster
 
 import deepcr_dask as dcr
-from deepcr_dask.devices import resolve_device, resolve_precision
-from deepcr_dask.engine import load_count
+from deepcr_dask.distributed.engine import load_count
 from deepcr_dask.errors import InputError, ModelError
+from deepcr_dask.inference.devices import resolve_device, resolve_precision
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_copied_reads_wait_for_their_trigger():
     import threading
     import time
 
-    from deepcr_dask.graphs import copy_arrays
+    from deepcr_dask.distributed.graphs import copy_arrays
 
     events, lock = [], threading.Lock()
 

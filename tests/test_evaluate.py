@@ -11,8 +11,8 @@ from conftest import real_file, synthetic_frame
 from scipy import ndimage
 
 from deepcr_dask import evaluate as ev
-from deepcr_dask import metrics as mt
 from deepcr_dask import sim
+from deepcr_dask.evaluate import metrics as mt
 from deepcr_dask.evaluate.benchmark import _Accumulator, _identical, _method_summary, _run_scene, _Threads
 
 # -- ROC: perfect, empty, inverted -----------------------------------------------------------------

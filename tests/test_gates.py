@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepcr_dask import gates
+from deepcr_dask.archive import gates
 
 
 def _field(stars: int, rays: int, seed: int = 3) -> tuple[np.ndarray, list[tuple[int, int]], list[tuple[int, int]]]:

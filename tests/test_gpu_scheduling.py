@@ -14,8 +14,8 @@ from conftest import synthetic_frame
 from distributed import Client, LocalCluster, wait
 
 import deepcr_dask as dcr
-from deepcr_dask.devices import resolve_device, visible_gpu
-from deepcr_dask.engine import gpu_resources
+from deepcr_dask.distributed.engine import gpu_resources
+from deepcr_dask.inference.devices import resolve_device, visible_gpu
 
 
 def _image():
@@ -70,7 +70,7 @@ def test_visible_gpu(monkeypatch, value, expected):
 
 
 def test_no_visible_gpu_means_cpu():
-    code = "import deepcr_dask.devices as d; print(d.resolve_device('auto'), d.visible_gpu())"
+    code = "import deepcr_dask.inference.devices as d; print(d.resolve_device('auto'), d.visible_gpu())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert out.returncode == 0, out.stderr
@@ -136,7 +136,7 @@ def test_clean_dask_through_the_device_path_and_shared_batches_on_a_cluster():
         mask, cleaned = client.compute([mask, cleaned], sync=True)
 
         def batches():
-            from deepcr_dask.engine import CleanerConfig
+            from deepcr_dask.distributed.engine import CleanerConfig
 
             cleaner = CleanerConfig("ACS-WFC", None, "cpu", 64, pipeline="device", shared_batches=True).build()
             return cleaner.pipeline, list(cleaner.runner.batcher.batches)

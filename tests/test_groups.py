@@ -9,10 +9,10 @@ from scipy import ndimage
 from test_products import write_hst
 
 import deepcr_dask as dcr
-from deepcr_dask.groups import evidence_logodds, fuse, group_exposures, offset_px
+from deepcr_dask.archive.groups import evidence_logodds, fuse, group_exposures, offset_px
+from deepcr_dask.archive.pipeline import CleanOptions, clean_group
+from deepcr_dask.evaluate.metrics import tally_scores
 from deepcr_dask.io.fits import inspect_file
-from deepcr_dask.metrics import tally_scores
-from deepcr_dask.pipeline import CleanOptions, clean_group
 from deepcr_dask.sim import simulate_group
 
 PIXEL_DEG = 0.05 / 3600

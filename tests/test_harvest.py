@@ -102,8 +102,8 @@ def test_training_injects_train_split_hst_rays_only():
     """HST frames get harvested HST rays of the training associations, never a validation or test ray."""
     real_file("wfpc2_u5780205r_c0f.fits")
     real_file("stis_o56502020_raw.fits")
-    from deepcr_dask.training_data import frames_from_names
-    from deepcr_dask.training_data import real_pairs as training_pairs
+    from deepcr_dask.training.data import frames_from_names
+    from deepcr_dask.training.data import real_pairs as training_pairs
 
     used: set[int] = set()
     pairs = training_pairs(frames_from_names(["wfpc2:0"]), 8, 64, seed=3, used_ids=used)

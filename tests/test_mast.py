@@ -17,7 +17,7 @@ from distributed import Client, LocalCluster, Nanny
 from test_products import write_hst
 
 import deepcr_dask as dcr
-from deepcr_dask.engine import load_count
+from deepcr_dask.distributed.engine import load_count
 from deepcr_dask.sim import simulate_group
 
 

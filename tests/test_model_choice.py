@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepcr_dask.model_choice import CAMERA_SETS, choose_default, default_model, load_defaults
+from deepcr_dask.models.choice import CAMERA_SETS, choose_default, default_model, load_defaults
 
 
 def _tpr(values: dict[str, dict[str, tuple[float, float]]]) -> dict:

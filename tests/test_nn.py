@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from deepcr_dask.models.zoo import load_model, registered_specs
 from deepcr_dask.nn import Architecture, UNet, fuse_for_inference, pooling_alignment, reach, receptive_field
-from deepcr_dask.zoo import load_model, registered_specs
 
 
 @pytest.mark.parametrize(("depth", "rf", "distance", "alignment"), [(2, 18, 9, 2), (3, 44, 23, 4), (4, 96, 51, 8)])
@@ -56,9 +56,9 @@ def test_every_zoo_checkpoint_loads_and_fuses_exactly(deepcr_module):
         assert model.receptive_field == {2: 18, 3: 44}[spec.architecture.depth]
         x = torch.randn(1, spec.architecture.in_channels, 64, 64) * 5 + 3
         reference = spec.architecture.build()
-        from deepcr_dask.zoo import _read_state_dict, weights_path
+        from deepcr_dask.models.zoo import read_state_dict, weights_path
 
-        reference.load_state_dict(_read_state_dict(weights_path(spec)))
+        reference.load_state_dict(read_state_dict(weights_path(spec)))
         with torch.inference_mode():
             expected = reference.eval()(x)
             fused = fuse_for_inference(reference)(x)

@@ -9,9 +9,9 @@ from conftest import real_file
 from distributed import Client, LocalCluster
 
 import deepcr_dask as dcr
+from deepcr_dask.archive.pipeline import CleanOptions, clean_file
 from deepcr_dask.io.fits import inspect_file, read_chip
-from deepcr_dask.model_choice import default_inpaint, default_model
-from deepcr_dask.pipeline import CleanOptions, clean_file
+from deepcr_dask.models.choice import default_inpaint, default_model
 
 HRC = "acs_hrc_j8bt06nyq_flt.fits"
 

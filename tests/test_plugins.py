@@ -14,8 +14,8 @@ from pathlib import Path
 
 from conftest import REPO
 
-from deepcr_dask.plugins import check_model_card
-from deepcr_dask.zoo import WEIGHTS_DIR
+from deepcr_dask.inference.card_check import check_model_card
+from deepcr_dask.models.zoo import WEIGHTS_DIR
 
 
 def _card(folder: Path, name: str) -> Path:

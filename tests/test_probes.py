@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from test_cleaner import MASK_MODELS, _real_frames, _reference_probability
 
 import deepcr_dask as dcr
+from deepcr_dask.models.zoo import get_spec
 from deepcr_dask.nn import PatchConv2d, probes
 from deepcr_dask.nn.probes import CANDIDATE_ORDERS, PROBES
-from deepcr_dask.zoo import get_spec
 
 
 @pytest.mark.parametrize("channels", [1, 2])

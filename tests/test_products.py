@@ -7,10 +7,10 @@ import pytest
 from astropy.io import fits
 from conftest import real_file
 
+from deepcr_dask.archive.pipeline import CleanOptions, open_for_cleaning
 from deepcr_dask.errors import InputError
 from deepcr_dask.io.fits import check_dq_bit, inspect_file
 from deepcr_dask.io.products import classify, suffix_of
-from deepcr_dask.pipeline import CleanOptions, open_for_cleaning
 
 
 def write_hst(path, *, instrument="ACS", detector="WFC", filetype="SCI", obstype="IMAGING", switches=None,
@@ -124,6 +124,6 @@ def test_suffixes():
 ])
 def test_default_model_per_camera(name, family):
     """Each file gets its camera family's default as the rule chose it (weights/defaults/cameras.json)."""
-    from deepcr_dask.model_choice import load_defaults
+    from deepcr_dask.models.choice import load_defaults
 
     assert inspect_file(real_file(name)).model == load_defaults()[family]["model"]

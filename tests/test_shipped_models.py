@@ -11,8 +11,8 @@ from conftest import real_file
 import deepcr_dask as dcr
 from deepcr_dask.evaluate import BenchmarkConfig, build_scenes, prepare_inputs
 from deepcr_dask.evaluate.methods import AstroscrappyMethod
-from deepcr_dask.metrics import roc_curve, roc_from_masks
-from deepcr_dask.zoo import WEIGHTS_DIR
+from deepcr_dask.evaluate.metrics import roc_curve, roc_from_masks
+from deepcr_dask.models.zoo import WEIGHTS_DIR
 
 
 def test_shipped_models_are_registered_with_their_recipe():

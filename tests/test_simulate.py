@@ -9,7 +9,7 @@ from conftest import real_file
 from scipy import ndimage
 
 from deepcr_dask import sim
-from deepcr_dask.sim.catalogue import _shape_stats
+from deepcr_dask.sim.catalogue import shape_stats
 
 CATALOGUE = "imsim_cosmic_rays_itl_2017.fits.gz"
 GMOS = "gmos_S20190808S0048_cutout.fits"
@@ -33,7 +33,7 @@ def _components(charge: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         if sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == charge.shape[0] or sl[1].stop == charge.shape[1]:
             continue
         stamp = np.where(labels[sl] == i, charge[sl], 0)
-        stats.append((*_shape_stats(stamp), stamp.sum()))
+        stats.append((*shape_stats(stamp), stamp.sum()))
     return tuple(np.array(stats).T)
 
 

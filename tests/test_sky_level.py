@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import real_file
 
-from deepcr_dask.metrics import default_thresholds, tally_scores
+from deepcr_dask.evaluate.metrics import default_thresholds, tally_scores
 
 SKY_E = 200.0
 TOLERANCE = 0.02
@@ -35,7 +35,7 @@ def _tprs(cleaner, image, ignore, truth) -> np.ndarray:
 
 
 def _our_mask_models() -> list[str]:
-    from deepcr_dask.zoo import get_spec, list_models
+    from deepcr_dask.models.zoo import get_spec, list_models
 
     return [m for m in list_models("mask") if get_spec(m, "mask").source == "deepcr-dask"]
 
@@ -59,7 +59,7 @@ def sky_model(tmp_path_factory):
     import json
     import shutil
 
-    from deepcr_dask.zoo import WEIGHTS_DIR
+    from deepcr_dask.models.zoo import WEIGHTS_DIR
 
     folder = tmp_path_factory.mktemp("sky-model")
     card = json.loads((WEIGHTS_DIR / "generic-HST-mask.json").read_text())

@@ -7,9 +7,9 @@ import pytest
 from conftest import synthetic_frame
 
 import deepcr_dask as dcr
-from deepcr_dask import zoo
 from deepcr_dask.errors import ModelError
-from deepcr_dask.thresholds import FPR_LEVELS, calibrate_thresholds, fpr_thresholds, resolve_threshold
+from deepcr_dask.models import zoo
+from deepcr_dask.models.thresholds import FPR_LEVELS, calibrate_thresholds, fpr_thresholds, resolve_threshold
 
 
 def test_calibrated_thresholds_give_at_most_the_asked_false_positive_rate():

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import deepcr_dask as dcr
-from deepcr_dask.train import TrainConfig, load_pairs, simulated_pairs, train, train_inpaint, train_mask
+from deepcr_dask.training.train import TrainConfig, load_pairs, simulated_pairs, train, train_inpaint, train_mask
 
 pytest.importorskip("deepcr_dask.sim")
 
@@ -67,8 +67,8 @@ def test_training_on_real_frames_holds_out_whole_frames_and_records_thresholds(t
     from conftest import real_file
 
     from deepcr_dask.errors import InputError
-    from deepcr_dask.train import train_real
-    from deepcr_dask.training_data import frames_from_names, real_pairs
+    from deepcr_dask.training.data import frames_from_names, real_pairs
+    from deepcr_dask.training.train import train_real
 
     real_file("wfpc2_u5780205r_c0f.fits")
     real_file("imsim_cosmic_rays_itl_2017.fits.gz")
@@ -96,8 +96,8 @@ def test_training_on_real_frames_holds_out_whole_frames_and_records_thresholds(t
 
 def test_training_never_sees_the_values_of_ignored_pixels(tmp_path, mask_data):
     """The Cleaner median-fills ignored pixels before its networks; training must see the same inputs."""
-    from deepcr_dask.fill import median_fill
-    from deepcr_dask.train import Pairs, as_cleaner_input
+    from deepcr_dask.inference.fill import median_fill
+    from deepcr_dask.training.train import Pairs, as_cleaner_input
 
     torch.set_num_threads(1)
     ignore = mask_data.ignore.copy()

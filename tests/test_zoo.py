@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 import deepcr_dask as dcr
 from deepcr_dask.errors import ModelError
+from deepcr_dask.models.zoo import load_model
 from deepcr_dask.nn import Architecture
-from deepcr_dask.zoo import load_model
 
 
 def test_list_models_has_the_deepcr_zoo(deepcr_module):

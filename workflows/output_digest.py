@@ -61,7 +61,7 @@ def archive_digests(work: Path) -> dict[str, str]:
 
 
 def frame_digests(real: Path) -> dict[str, str]:
-    from deepcr_dask.cleaner import get_cleaner
+    from deepcr_dask.inference.cleaner import get_cleaner
     from deepcr_dask.io.fits import inspect_file, read_chip
 
     out = {}

@@ -9,7 +9,7 @@
   ignored) and the simulator's field types. All from :mod:`deepcr_dask.sim`.
 * **Inpainting on pairs** (:mod:`.inpainting`): each inpainter against the other exposure under a ray.
 * **Benchmark** (:mod:`.benchmark`): :func:`run_benchmark` returns a JSON-ready dict scored with
-  :mod:`deepcr_dask.metrics`; :mod:`.report` presents it (:func:`markdown_table`, :func:`plot_rocs`);
+  :mod:`deepcr_dask.evaluate.metrics`; :mod:`.report` presents it (:func:`markdown_table`, :func:`plot_rocs`);
   :func:`evaluate_main` is the ``deepcr-dask evaluate`` command.
 """
 

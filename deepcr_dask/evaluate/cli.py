@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     """The :class:`BenchmarkConfig` for parsed ``deepcr-dask evaluate`` arguments."""
-    from ..zoo import get_spec
+    from ..models.zoo import get_spec
 
     methods = []
     for kind in args.methods:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..fill import median_fill
+from ..inference.fill import median_fill
 from .methods import prepare_inputs
 
 __all__ = ["MEDIAN", "pair_inpainting", "pair_masks"]
@@ -74,7 +74,7 @@ def pair_inpainting(models: Sequence[str], field: str = "stis", split: str = "te
     dict
         ``inpainter -> {"rms", "bias", "n"}`` (electrons), pooled over the exposures or scenes.
     """
-    from ..cleaner import Cleaner
+    from ..inference.cleaner import Cleaner
 
     cases = _injected_cases(scenes) if scenes is not None else _pair_cases(field, split, folder)
     inpainters = {MEDIAN: None, **{m: Cleaner(mask, inpaint=m, device=device) for m in models}}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fill import median_fill
+from ..inference.fill import median_fill
 
 __all__ = [
     "OBJLIM",
@@ -128,7 +128,7 @@ class CleanerMethod(Method):
 
     def __init__(self, model: str = "ACS-WFC", inpaint: str | None = None, device: str = "cpu"):
         super().__init__()
-        from ..cleaner import Cleaner
+        from ..inference.cleaner import Cleaner
 
         self.cleaner = Cleaner(model, inpaint=inpaint, device=device)
         self.name = f"cleaner:{model}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -36,18 +35,12 @@ from ..sim import (
     real_frames,
     simulate,
 )
-
-if TYPE_CHECKING:
-    from .benchmark import BenchmarkConfig
+from .config import HSTRAY_FIELDS, INDEPENDENT_FIELDS, PAIR_FIELDS, SIM_FIELDS, BenchmarkConfig
 
 __all__ = ["FOOTPRINT_FILE", "HSTRAY_FIELDS", "INDEPENDENT_FIELDS", "INJECTION_RATES", "PAIR_FIELDS", "REAL_FIELDS",
            "SIM_FIELDS", "build_scenes", "injected_scenes", "pair_scenes", "pooled_probabilities",
            "simulated_scenes"]
 
-SIM_FIELDS = ("sparse", "globular", "galaxy")
-PAIR_FIELDS = ("stis", "wht")
-HSTRAY_FIELDS = ("hstrays-wfpc2", "hstrays-saao", "hstrays-gmos")
-INDEPENDENT_FIELDS = PAIR_FIELDS + HSTRAY_FIELDS  # truth from outside our code: these decide rankings
 # The STIS associations whose pair-difference scenes each split scores (the harvest's splits: whole
 # associations, so a split's scenes never hold a ray that was harvested for another split).
 WHT_ROWS = slice(1536, 2560)  # 1024 of the 4096 rows (1 Mpix per exposure), the middle of the spectrum

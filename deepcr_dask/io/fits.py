@@ -16,7 +16,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import DeepCRDaskError, InputError
-from ..model_choice import default_model
+from ..models.choice import default_model
 from . import remote
 from .names import compression_of
 from .products import Product, classify, primary_header
@@ -117,7 +117,7 @@ def _header_text(header, key: str) -> str:
     return str(header.get(key, "") or "").strip().upper()
 
 
-def _open(path: str | os.PathLike, memmap: bool = True):
+def open_fits(path: str | os.PathLike, memmap: bool = True):
     """Open read-only; unreadable or non-FITS files become one-line InputErrors.
 
     A URL (``s3://...``) is read through astropy's fsspec support: headers and the sections asked for are
@@ -191,7 +191,7 @@ def inspect_file(path: str | os.PathLike, *, gain: float | None = None, model: s
         Not FITS, truncated, or no 2-D science data in what should be an image.
     """
     path = str(path)
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         try:
             hdul.verify("silentfix+ignore")
             _check_complete(path, hdul)
@@ -304,7 +304,7 @@ def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
 
 def _with_companion_dq(path: str, companion: str, chips: list[ChipInfo]) -> list[ChipInfo]:
     """Point a WFPC2 c0f's chips at the planes of its c1f (checked to match)."""
-    with _open(companion) as dq_file:
+    with open_fits(companion) as dq_file:
         header = dq_file[0].header
         planes = header.get("NAXIS3", 1) if header.get("NAXIS") == 3 else 1
         shape = (header.get("NAXIS2"), header.get("NAXIS1"))
@@ -393,7 +393,7 @@ def _shape(path, header) -> tuple[int, int]:
 def chip_header(path: str | os.PathLike, chip: ChipInfo) -> fits.Header:
     """The chip's FITS header: its extension's, merged over the primary's for the keywords it lacks
     (TELESCOP, INSTRUME, EXPTIME... live in the primary of an FLT)."""
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         header = hdul[0].header.copy()
         for card in hdul[chip.hdu].header.cards if chip.hdu else ():
             if card.keyword not in ("", "COMMENT", "HISTORY"):
@@ -433,7 +433,7 @@ class _NeedsNoMemmap(Exception):
 
 
 def _read_chip(path, chip, ignore_bits, rows, cols, *, memmap: bool) -> tuple[np.ndarray, np.ndarray]:
-    with _open(path, memmap=memmap) as hdul:
+    with open_fits(path, memmap=memmap) as hdul:
         try:
             if remote.is_url(path):  # only the rows asked for travel: the HDU's section, not its data
                 pixels = _section(hdul[chip.hdu], chip, rows, cols)
@@ -471,7 +471,7 @@ def _read_dq(hdul, chip: ChipInfo, rows, cols, memmap: bool, ranged: bool = Fals
     if chip.dq_path is None:
         dq = hdul[chip.dq_hdu].data
         return np.asarray(dq[rows, cols]) if dq is not None and dq.shape == chip.shape else None
-    with _open(chip.dq_path, memmap=memmap) as dq_file:
+    with open_fits(chip.dq_path, memmap=memmap) as dq_file:
         return np.asarray(dq_file[chip.dq_hdu].data[chip.dq_plane][rows, cols])
 
 
@@ -479,7 +479,7 @@ def read_err(path: str | os.PathLike, chip: ChipInfo) -> np.ndarray | None:
     """The chip's ERR array in electrons (float32), or None when it has none."""
     if chip.err_hdu is None:
         return None
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         err = hdul[chip.err_hdu].data
         if err is None or err.shape != chip.shape:
             return None

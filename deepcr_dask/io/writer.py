@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..provenance import Provenance
+from ..models.provenance import Provenance
 from . import remote
-from .fits import DEFAULT_CR_BIT, ChipInfo, ChipResult, _open
+from .fits import DEFAULT_CR_BIT, ChipInfo, ChipResult, open_fits
 from .names import compression_of
 
 __all__ = ["write_cleaned"]
@@ -69,7 +69,7 @@ def write_cleaned(
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = _atomic_path(dst)
     compression = compression_of(dst)
-    with _open(src, memmap=False) as hdul:  # the copy needs every byte anyway
+    with open_fits(src, memmap=False) as hdul:  # the copy needs every byte anyway
         # Tile-compressed HDUs become plain images (the data decompressed); a .fz output compresses them back.
         tiles = {i: _tile_settings(hdu) for i, hdu in enumerate(hdul) if isinstance(hdu, fits.CompImageHDU)}
         with warnings.catch_warnings():

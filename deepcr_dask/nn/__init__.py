@@ -3,7 +3,8 @@
 Modules: :mod:`.networks` (the UNets, whose ``state_dict`` keys match the deepCR model zoo), :mod:`.geometry`
 (receptive field, reach, alignment), :mod:`.layers` (inference-only layers), :mod:`.fuse` (building the
 inference form), :mod:`.probes` (which kernels beyond standard torch ops work here). Loading, device
-placement and tiling live in :mod:`deepcr_dask.zoo`, :mod:`deepcr_dask.runner` and :mod:`deepcr_dask.tiling`.
+placement and tiling live in :mod:`deepcr_dask.models.zoo`, :mod:`deepcr_dask.inference.runner` and
+:mod:`deepcr_dask.inference.tiling`.
 """
 
 from __future__ import annotations

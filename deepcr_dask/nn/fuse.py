@@ -7,9 +7,9 @@ import copy
 import torch
 from torch import nn
 
-from .geometry import _pair
+from .geometry import as_pair
 from .layers import ConcatUp, ConvReLU, MaxPool2x2, PatchConv2d, PointwiseConv2d
-from .networks import DoubleConv, UNet, WeightNormConv2d, _up_name
+from .networks import DoubleConv, UNet, WeightNormConv2d, up_name
 
 __all__ = ["KERNELS", "fuse_for_inference"]
 
@@ -88,7 +88,7 @@ def fuse_for_inference(net: UNet, kernels: str = "reference") -> UNet:
         fused.to(memory_format=torch.channels_last)
     for down in fused.downs():
         pool = down.mpconv[0]
-        if _pair(pool.kernel_size) == 2 and _pair(pool.stride) == 2 and _pair(pool.padding) == 0:
+        if as_pair(pool.kernel_size) == 2 and as_pair(pool.stride) == 2 and as_pair(pool.padding) == 0:
             down.mpconv[0] = MaxPool2x2()
     first = fused.inc.conv.conv
     first[0] = PatchConv2d(first[0], channels_last=channels_last)
@@ -96,7 +96,7 @@ def fuse_for_inference(net: UNet, kernels: str = "reference") -> UNet:
         block.conv = nn.Sequential(*_pair_conv_relu(list(block.conv)))
     if not channels_last:
         for level, up in enumerate(fused.ups()):
-            setattr(fused, _up_name(fused.depth, level), ConcatUp(up))
+            setattr(fused, up_name(fused.depth, level), ConcatUp(up))
     fused.outc.conv = PointwiseConv2d(fused.outc.conv)
     for p in fused.parameters():
         p.requires_grad_(False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .networks import DoubleConv, UNet, _conv_layers
+from .networks import DoubleConv, UNet, conv_layers
 
 __all__ = ["pooling_alignment", "reach", "receptive_field"]
 
@@ -36,7 +36,7 @@ def _deepest_path(net: UNet) -> list[_Step]:
     jump = 1
 
     def convs(block: DoubleConv) -> None:
-        for conv in _conv_layers(block):
+        for conv in conv_layers(block):
             k, d = conv.kernel_size[0], conv.dilation[0]
             if k % 2 == 0 or conv.padding[0] != (k - 1) // 2 * d:
                 raise ValueError(f"only odd, same-padded convolutions are supported, got {conv}")
@@ -45,8 +45,8 @@ def _deepest_path(net: UNet) -> list[_Step]:
     convs(net.inc.conv)
     for down in net.downs():
         pool, block = down.mpconv
-        steps.append(_Step("pool", _pair(pool.kernel_size), jump, stride=_pair(pool.stride)))
-        jump *= _pair(pool.stride)
+        steps.append(_Step("pool", as_pair(pool.kernel_size), jump, stride=as_pair(pool.stride)))
+        jump *= as_pair(pool.stride)
         convs(block)
     for up in net.ups():
         steps.append(_Step("up", up.up.kernel_size[0], jump, stride=up.up.stride[0]))
@@ -80,11 +80,11 @@ def pooling_alignment(net: UNet) -> int:
     """Product of the pooling strides: windows must start on this grid to reproduce whole-image output."""
     alignment = 1
     for down in net.downs():
-        alignment *= _pair(down.mpconv[0].stride)
+        alignment *= as_pair(down.mpconv[0].stride)
     return alignment
 
 
-def _pair(value: int | tuple[int, int]) -> int:
+def as_pair(value: int | tuple[int, int]) -> int:
     if isinstance(value, tuple):
         if value[0] != value[1]:
             raise ValueError(f"non-square pooling {value} is not supported")

@@ -130,7 +130,7 @@ class OutConv(nn.Module):
         return self.conv(x)
 
 
-def _up_name(depth: int, level: int) -> str:
+def up_name(depth: int, level: int) -> str:
     # deepCR names the last up-step "up8" and counts down from there ("up7", ...).
     return f"up{8 - (depth - 2) + level}"
 
@@ -171,14 +171,14 @@ class UNet(nn.Module):
             setattr(self, f"down{level}", Down(hidden * 2 ** (level - 1), hidden * 2**level, norm))
         for level in range(depth - 1):
             channels = hidden * 2 ** (depth - 1 - level)
-            setattr(self, _up_name(depth, level), Up(channels, channels // 2, norm))
+            setattr(self, up_name(depth, level), Up(channels, channels // 2, norm))
         self.outc = OutConv(hidden, out_channels)
 
     def downs(self) -> list[Down]:
         return [getattr(self, f"down{level}") for level in range(1, self.depth)]
 
     def ups(self) -> list[Up]:
-        return [getattr(self, _up_name(self.depth, level)) for level in range(self.depth - 1)]
+        return [getattr(self, up_name(self.depth, level)) for level in range(self.depth - 1)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.inc(x)]
@@ -191,7 +191,7 @@ class UNet(nn.Module):
         return torch.sigmoid(x) if self.sigmoid else x
 
 
-def _conv_layers(block: DoubleConv) -> list[nn.Conv2d]:
+def conv_layers(block: DoubleConv) -> list[nn.Conv2d]:
     return [m for m in block.conv if isinstance(m, nn.Conv2d)]
 
 

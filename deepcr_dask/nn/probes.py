@@ -14,7 +14,7 @@ The probes:
 ``bf16_kernels``
     oneDNN has native bfloat16 kernels on this CPU (AVX512-BW/VL/DQ, AVX512-BF16, AMX or
     AVX-NE-CONVERT). Without them a bfloat16 convolution runs on reference code 10-30x slower than
-    float32 (measured under AVX2), so ``precision="bfloat16"`` is refused there (:mod:`deepcr_dask.devices`).
+    float32 (measured under AVX2), so ``precision="bfloat16"`` is refused there (:mod:`deepcr_dask.inference.devices`).
 ``channels_last``
     A channels-last convolution runs and equals the NCHW one within float32 rounding; ``kernels="fast"``
     falls back to NCHW without it.
@@ -98,7 +98,8 @@ class Capabilities:
             return STANDARD_ORDER
         with _LOCK:
             if channels not in self.conv_orders:
-                self.conv_orders[channels] = _probe_conv_order(self.device_type, channels)
+                trial = _CONV_ORDER_TRIAL[0]
+                self.conv_orders[channels] = trial(self.device_type, channels) if trial else STANDARD_ORDER
             return self.conv_orders[channels]
 
     def summary(self) -> dict[str, object]:
@@ -120,6 +121,14 @@ def _order_name(order: ConvOrder) -> str:
 
 
 _LOCK = threading.RLock()
+# The conv-order trial runs PatchConv2d, which itself asks these capabilities for its order: nn.layers
+# hands the trial in when it is imported (the nn package imports it first), so this module imports no layer.
+_CONV_ORDER_TRIAL: list = [None]
+
+
+def set_conv_order_trial(trial) -> None:
+    """Register ``trial(device_type, channels) -> ConvOrder``, the probe of the convolution's summation order."""
+    _CONV_ORDER_TRIAL[0] = trial
 _CACHE: dict[tuple, Capabilities] = {}
 _FORCED: list[frozenset[str]] = []
 
@@ -288,33 +297,3 @@ def _weight_norm_works(device_type: str) -> bool:
         return torch.allclose(kernel(v, g, 0), formula, rtol=1e-6, atol=1e-7)
 
     return _trial(trial)
-
-
-def _probe_conv_order(device_type: str, channels: int) -> ConvOrder:
-    """The candidate order in which :class:`PatchConv2d` matches the platform's convolution best.
-
-    256 px a side: oneDNN picks another algorithm for small images on some CPUs, and deepCR runs whole
-    frames.
-    """
-    from .layers import PatchConv2d
-
-    generator = torch.Generator().manual_seed(1)
-    conv = torch.nn.Conv2d(channels, 32, 3, padding=1)
-    with torch.no_grad():
-        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
-        conv.bias.copy_(torch.randn(32, generator=generator))
-    conv = conv.to(device_type)
-    x = (torch.randn(1, channels, 256, 256, generator=generator) * 5).to(device_type)
-    mismatches = {}
-    with torch.inference_mode(), no_tf32(device_type):
-        native = conv(x)
-        for order in CANDIDATE_ORDERS:
-            try:
-                ours = PatchConv2d(conv, channels_last=False, order=order)(x)
-            except Exception:  # a candidate that cannot run here is simply not chosen
-                continue
-            mismatches[order] = int((ours != native).sum())
-    if not mismatches:
-        return STANDARD_ORDER
-    # Fewest mismatching values; ties keep the standard order (it comes first).
-    return min(CANDIDATE_ORDERS, key=lambda o: mismatches.get(o, native.numel() + 1))

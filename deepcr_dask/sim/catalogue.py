@@ -52,7 +52,7 @@ class _Scaling:
 _DIRECTIONS = np.stack([np.sin(np.arange(16) * np.pi / 16), np.cos(np.arange(16) * np.pi / 16)])
 
 
-def _shape_stats(stamp: np.ndarray) -> tuple[int, float]:
+def shape_stats(stamp: np.ndarray) -> tuple[int, float]:
     """(pixel count, length): length = 1 + largest extent between pixel centres over 16 directions."""
     ys, xs = np.nonzero(stamp)
     if ys.size == 0:
@@ -84,7 +84,7 @@ def _spread(u: np.ndarray, v: np.ndarray, q: np.ndarray, width_u: float, width_v
 
 
 @dataclass(frozen=True, eq=False)
-class _Footprint:
+class Footprint:
     """One catalogue ray with its principal axes, precomputed for fast rescaling."""
 
     fp_id: int
@@ -97,7 +97,7 @@ class _Footprint:
     extent_minor: float
 
     @classmethod
-    def from_stamp(cls, fp_id: int, stamp: np.ndarray) -> _Footprint:
+    def from_stamp(cls, fp_id: int, stamp: np.ndarray) -> Footprint:
         ys, xs = np.nonzero(stamp)
         q = stamp[ys, xs].astype(np.float64)
         c = np.stack([ys, xs]).astype(np.float64)
@@ -159,7 +159,7 @@ class FootprintCatalogue:
     exptime: float
     sensor_pixels: int
     cut_e: float
-    footprints: tuple[_Footprint, ...] = field(repr=False)
+    footprints: tuple[Footprint, ...] = field(repr=False)
     n_pixels: np.ndarray = field(repr=False)
     length_px: np.ndarray = field(repr=False)
     total_e: np.ndarray = field(repr=False)
@@ -223,7 +223,7 @@ class FootprintCatalogue:
         rng = np.random.default_rng(seed)
         stamps = [fp.transformed(scaling, self.floor_e(scaling), rng) for fp in self.footprints]
         stamps = [s for s in stamps if s.any()]  # as in :meth:`sample`
-        n, length = np.array([_shape_stats(s) for s in stamps]).T
+        n, length = np.array([shape_stats(s) for s in stamps]).T
         return n.astype(np.int64), length, np.array([s.sum() for s in stamps])
 
     def stats(self, instrument: str | Instrument | None = None, seed: SeedLike = 0) -> dict[str, float]:
@@ -299,8 +299,8 @@ def _load_catalogue(path: Path) -> FootprintCatalogue:
         stamp = np.zeros((y0[rows].max() - ymin + 1, width))
         for r in rows:
             stamp[y0[r] - ymin, x0[r] - xmin : x0[r] - xmin + len(values[r])] = values[r]
-        footprints.append(_Footprint.from_stamp(int(ids[rows[0]]), stamp))
-    n, length = np.array([_shape_stats(fp.stamp) for fp in footprints]).T
+        footprints.append(Footprint.from_stamp(int(ids[rows[0]]), stamp))
+    n, length = np.array([shape_stats(fp.stamp) for fp in footprints]).T
     return FootprintCatalogue(
         path=path,
         exptime=exptime,
@@ -314,7 +314,7 @@ def _load_catalogue(path: Path) -> FootprintCatalogue:
     )
 
 
-def _resolve_catalogue(catalogue) -> FootprintCatalogue | None:
+def resolve_catalogue(catalogue) -> FootprintCatalogue | None:
     if catalogue is None or isinstance(catalogue, FootprintCatalogue):
         return catalogue
     if isinstance(catalogue, str) and catalogue == "auto":

@@ -28,14 +28,12 @@ import numpy as np
 from scipy import ndimage
 
 from ..data import real_data_dir
-from .catalogue import FootprintCatalogue, _Footprint, _shape_stats
-from .pairs import STIS_ASSOCIATIONS, RealPair, pair_truth, real_pairs
+from .catalogue import Footprint, FootprintCatalogue, shape_stats
+from .pairs import HARVEST_SPLITS, STIS_ASSOCIATIONS, RealPair, pair_truth, real_pairs
 
 __all__ = ["HARVEST_SPLITS", "STIS_CCD_PIXEL_UM", "STIS_CCD_THICKNESS_UM", "harvest_pair", "harvested_catalogue",
            "write_catalogue"]
 
-# Whole associations per split: rays of one association are never in two splits.
-HARVEST_SPLITS = {"train": ("o56502020", "o56502030"), "validation": ("o56502040",), "test": ("o56502050",)}
 STIS_CCD_PIXEL_UM = 21.0  # SITe CCD, 21 um pixels
 STIS_CCD_THICKNESS_UM = 15.0  # thinned, back-illuminated: the same order as ACS and WFC3 CCDs (the presets' 15 um)
 _ID_STRIDE = 1_000_000  # fp_id = association * stride + exposure * stride / 10 + group label
@@ -89,13 +87,13 @@ def _catalogue(folder: Path, associations: tuple[str, ...], unbin: bool) -> Foot
         index = STIS_ASSOCIATIONS.index(pair.name) + 1 if pair.name in STIS_ASSOCIATIONS else 9
         for k in (0, 1):
             for fp_id, stamp in harvest_pair(pair, k, unbin=unbin, id_base=index * _ID_STRIDE + k * _ID_STRIDE // 10):
-                footprints.append(_Footprint.from_stamp(fp_id, stamp))
+                footprints.append(Footprint.from_stamp(fp_id, stamp))
                 cut = min(cut, float(stamp[stamp > 0].min()))
             exptime += pair.exptimes[k]
         binning = (1, 1) if unbin else pair.binning
     if not footprints:
         raise ValueError(f"no whole rays harvested from {', '.join(associations)}")
-    n, length = np.array([_shape_stats(fp.stamp) for fp in footprints]).T
+    n, length = np.array([shape_stats(fp.stamp) for fp in footprints]).T
     sensor = (pairs[0].exposures[0].size, pairs[0].instrument.pixel_um, pairs[0].instrument.thickness_um) \
         if ground else (1024 * 1024, STIS_CCD_PIXEL_UM, STIS_CCD_THICKNESS_UM)
     return FootprintCatalogue(

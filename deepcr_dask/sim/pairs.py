@@ -28,8 +28,11 @@ from scipy import ndimage
 from ..data import real_data_dir
 from .instruments import Instrument, get_instrument
 
-__all__ = ["PAIR_SETS", "STIS_ASSOCIATIONS", "TRUTH_SIGMA_PAIR", "RealPair", "hot_pixels", "pair_truth",
-           "real_pairs", "split_pairs"]
+__all__ = ["HARVEST_SPLITS", "PAIR_SETS", "STIS_ASSOCIATIONS", "TRUTH_SIGMA_PAIR", "RealPair", "hot_pixels",
+           "pair_truth", "real_pairs", "split_pairs"]
+
+# Whole associations per split: rays of one association are never in two splits.
+HARVEST_SPLITS = {"train": ("o56502020", "o56502030"), "validation": ("o56502040",), "test": ("o56502050",)}
 
 TRUTH_SIGMA_PAIR = 5.0  # a ray seed: this far above the other exposure
 GROW_SIGMA = 2.0  # its neighbours above this join it
@@ -297,9 +300,7 @@ def real_pairs(kind: str, folder: str | os.PathLike | None = None, *,
 
 def split_pairs(kind: str, split: str, folder: str | os.PathLike | None = None) -> list[RealPair]:
     """The pairs of ``kind`` in one split: the STIS associations of ``split``
-    (``deepcr_dask.sim.harvest.HARVEST_SPLITS``); the one WHT pair whatever the split."""
+    (:data:`HARVEST_SPLITS`); the one WHT pair whatever the split."""
     if kind != "stis":
         return real_pairs(kind, folder)
-    from .harvest import HARVEST_SPLITS
-
     return real_pairs("stis", folder, associations=HARVEST_SPLITS[split])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from .catalogue import FootprintCatalogue, _resolve_catalogue, _shape_stats
+from .catalogue import FootprintCatalogue, resolve_catalogue, shape_stats
 from .instruments import Instrument, SeedLike, get_instrument
 
 __all__ = [
@@ -84,7 +84,7 @@ def _worm(inst: Instrument, rng: np.random.Generator) -> np.ndarray:
     return _render_points(py - py.mean(), px - px.mean(), q, max(inst.diffusion_um / inst.pixel_um, 0.2), rng)
 
 
-def _add_stamp(canvas: np.ndarray, stamp: np.ndarray, y0: int, x0: int) -> None:
+def add_stamp(canvas: np.ndarray, stamp: np.ndarray, y0: int, x0: int) -> None:
     """canvas[y0:, x0:] += stamp, clipped to the canvas."""
     h, w = canvas.shape
     sy, sx = max(0, -y0), max(0, -x0)
@@ -206,7 +206,7 @@ def inject_cosmic_rays(
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {img.shape}")
     sigma = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float32), img.shape)
-    cat = _resolve_catalogue(catalogue) if real_fraction > 0 else None
+    cat = resolve_catalogue(catalogue) if real_fraction > 0 else None
     rng = np.random.default_rng(seed)
     if n_rays is None:
         n_rays = int(rng.poisson(expected_ray_count(img.shape, inst, exptime) * rate_scale))
@@ -219,8 +219,8 @@ def inject_cosmic_rays(
         else:
             stamp = _track(inst, rng) if kind == "track" else _worm(inst, rng)
         y, x = int(rng.integers(img.shape[0])), int(rng.integers(img.shape[1]))
-        _add_stamp(charge, stamp, y - stamp.shape[0] // 2, x - stamp.shape[1] // 2)
-        n_pix, length = _shape_stats(stamp)
+        add_stamp(charge, stamp, y - stamp.shape[0] // 2, x - stamp.shape[1] // 2)
+        n_pix, length = shape_stats(stamp)
         footprints.append(RayFootprint(kind, y, x, n_pix, length, float(stamp.sum()), source))
     out = (img + charge).astype(np.float32)
     hit = charge > 0
@@ -274,7 +274,7 @@ def inject_catalogue_footprints(clean, catalogue: FootprintCatalogue, n_rays: in
         truth[rows[inside], cols[inside]] = True
         stamp = np.zeros((h, w), np.float32)
         stamp[rows - y0, cols - x0] = values
-        n_pix, length = _shape_stats(stamp)
+        n_pix, length = shape_stats(stamp)
         footprints.append(RayFootprint("real", y0 + h // 2, x0 + w // 2, n_pix, length, float(values.sum()), fp.fp_id))
     charge = np.where(truth, image - np.asarray(clean, np.float32), 0).astype(np.float32)
     return Injection(image, truth, charge, n_rays, footprints, 0.0)

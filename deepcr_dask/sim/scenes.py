@@ -16,7 +16,7 @@ from scipy import fft as sfft
 from scipy import ndimage
 
 from .instruments import Instrument, SeedLike, get_instrument
-from .rays import _add_stamp
+from .rays import add_stamp
 
 __all__ = ["Scene", "expose", "simulate_scene"]
 
@@ -169,7 +169,7 @@ def _add_galaxies(fine, coarse, n_gal, shape, inst, f_lo, k, rng, engine) -> Non
         a, b = (y + 0.5) * kk - 0.5, (x + 0.5) * kk - 0.5
         ci, cj = round(a), round(b)
         stamp = flux * _galaxy_stamp(engine, n, r_e, q, pa, a - ci, b - cj, half, kk)
-        _add_stamp(grid, stamp, ci - half, cj - half)
+        add_stamp(grid, stamp, ci - half, cj - half)
 
 
 def _add_big_galaxy(coarse, shape, noise, saturation, rng) -> None:

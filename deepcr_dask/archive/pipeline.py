@@ -4,11 +4,11 @@ of one pointing; called by the CLI's ``clean``, by each archive task and by the 
 A file's product type decides whether it is cleaned at all (:mod:`deepcr_dask.io.products`); its chips are
 read in electrons with their ignore masks (:mod:`deepcr_dask.io.fits`); a chip up to
 ``CleanOptions.dask_chip_pixels`` is cleaned in one piece by the process's resident Cleaner, a larger one as
-a dask array (:class:`~deepcr_dask.io.fits.LazyChip` through :func:`deepcr_dask.engine.clean_dask`), on the
+a dask array (:class:`~deepcr_dask.io.fits.LazyChip` through :func:`deepcr_dask.distributed.engine.clean_dask`), on the
 cluster when called from a worker task and on local threads otherwise; both give the same result. Repeat
-exposures fuse their evidence with the network's probability (:mod:`deepcr_dask.groups`). Each chip then
-passes the quality gates (:mod:`deepcr_dask.gates`): a suspect chip is flagged but left as it was, unless
-``inpaint_suspect``. The provenance is built once (:class:`~deepcr_dask.provenance.Provenance`) and written
+exposures fuse their evidence with the network's probability (:mod:`deepcr_dask.archive.groups`). Each chip then
+passes the quality gates (:mod:`deepcr_dask.archive.gates`): a suspect chip is flagged but left as it was, unless
+``inpaint_suspect``. The provenance is built once (:class:`~deepcr_dask.models.provenance.Provenance`) and written
 to the cleaned FITS copy and the Zarr groups.
 """
 
@@ -22,12 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cleaner import get_cleaner
-from .errors import InputError
-from .gates import Gate, check_chip
-from .groups import ALIGNED_PX, Group, fuse
-from .io import zarr as zarr_io
-from .io.fits import (
+from ..errors import InputError
+from ..inference.cleaner import get_cleaner
+from ..io import zarr as zarr_io
+from ..io.fits import (
     DEFAULT_CR_BIT,
     DEFAULT_IGNORE_BITS,
     ChipInfo,
@@ -41,12 +39,14 @@ from .io.fits import (
     read_chip,
     read_err,
 )
-from .io.names import split_name
-from .io.writer import write_cleaned
-from .model_choice import default_inpaint
-from .provenance import Provenance
-from .thresholds import resolve_threshold
-from .zoo import get_spec
+from ..io.names import split_name
+from ..io.writer import write_cleaned
+from ..models.choice import default_inpaint
+from ..models.provenance import Provenance
+from ..models.thresholds import resolve_threshold
+from ..models.zoo import get_spec
+from .gates import Gate, check_chip
+from .groups import ALIGNED_PX, Group, fuse
 
 __all__ = ["CleanOptions", "FileResult", "ReadFile", "clean_file", "clean_group", "clean_read", "exposure_name",
            "open_for_cleaning", "read_file", "write_result"]
@@ -249,7 +249,7 @@ def clean_group(
     zarr_names: dict[str, str] | None = None,
     sources: dict[str, str] | None = None,
 ) -> list[FileResult]:
-    """Clean repeat exposures of one pointing together (:mod:`deepcr_dask.groups`), writing each file's results.
+    """Clean repeat exposures of one pointing together (:mod:`deepcr_dask.archive.groups`), writing each file's results.
 
     Parameters
     ----------
@@ -364,7 +364,7 @@ def _onto(rate, sigma, ignore, source, target, shape):
 
 def _gated(info: ExposureInfo, chip: ChipInfo, electrons, ignore, out: dict, options: CleanOptions) -> ChipResult:
     """The chip's result after the quality gates: a suspect chip keeps its pixels unless asked."""
-    from .sim import INSTRUMENTS
+    from ..sim import INSTRUMENTS
 
     space = info.telescope == "HST"
     pixel_um = next((i.pixel_um for n, i in INSTRUMENTS.items() if n.upper().startswith(info.instrument)), 15.0)
@@ -418,7 +418,7 @@ def _clean_large_chip(path: str, chip: ChipInfo, model: str, threshold: float, o
     """A chip as a dask array read block by block from the file, cleaned by ``clean_dask``."""
     import dask
 
-    from .engine import clean_dask
+    from ..distributed.engine import clean_dask
 
     chunks = (options.dask_chunk, options.dask_chunk)
     electrons = LazyChip(path, chip, "electrons", options.ignore_bits).to_dask(chunks)

@@ -1,6 +1,6 @@
 """The device-resident region path: the whole per-tile pipeline in torch, on the Cleaner's device.
 
-On a GPU the host path (:mod:`deepcr_dask.preprocess` in numpy, one host-device round trip per window)
+On a GPU the host path (:mod:`deepcr_dask.inference.preprocess` in numpy, one host-device round trip per window)
 leaves the device waiting on the CPU. Here a region (a whole frame, or a Dask block with its halo) is
 copied to the device once (from pinned memory on CUDA); the fill of ignored pixels, the scaling or
 standardisation, the zero padding of each window, the mask network, the threshold, the inpainting (network
@@ -49,7 +49,7 @@ def median_fill_torch(
     radius: int = DEFAULT_RADIUS,
     passes: int = DEFAULT_PASSES,
 ) -> torch.Tensor:
-    """:func:`deepcr_dask.fill.median_fill` on a tensor: the same passes, the same medians, the same result."""
+    """:func:`~deepcr_dask.inference.fill.median_fill` on a tensor: the same passes, medians and result."""
     out = image.to(torch.float32).clone()
     todo = targets.clone()
     usable = ~todo if sources is None else (sources & ~todo)

@@ -1,8 +1,8 @@
 """The Cleaner: cosmic-ray probability, mask and inpainting on numpy images, tiled without seams.
 
-A short facade over three parts, read in this order: :mod:`deepcr_dask.tiling` plans the tiles and their
-windows, :mod:`deepcr_dask.preprocess` turns a window's pixels into network input (and back), and
-:mod:`deepcr_dask.runner` runs the networks (device, precision, batching, turns). For one tile core ``C``:
+A short facade over three parts, read in this order: :mod:`deepcr_dask.inference.tiling` plans the tiles and their
+windows, :mod:`deepcr_dask.inference.preprocess` turns a window's pixels into network input (and back), and
+:mod:`deepcr_dask.inference.runner` runs the networks (device, precision, batching, turns). For one tile core ``C``:
 
 1. raw pixels of the mask window ``M`` +- the fill reach -> ignored pixels filled by a local median
    -> divided by the model's scale (and standardised) -> zero-padded like deepCR;
@@ -20,15 +20,15 @@ from functools import lru_cache
 
 import numpy as np
 
-from .ccd import ccd_to_electrons, is_ccd
+from ..errors import InputError, ModelError
+from ..models.thresholds import fpr_thresholds, resolve_threshold
+from ..models.zoo import LoadedModel, load_model
 from .devices import resolve_kernels
-from .errors import InputError, ModelError
 from .fill import fill_support, median_fill
 from .preprocess import ImageStats, Region, denormalize, given_mask, image_stats, network_input, prepare_image
 from .runner import Runner
-from .thresholds import fpr_thresholds, resolve_threshold
 from .tiling import Geometry, Span, Tile, TilePlan, crop, image_part, image_span
-from .zoo import LoadedModel, load_model
+from .units import ccd_to_electrons, is_ccd
 
 __all__ = ["PIPELINES", "Cleaner", "get_cleaner"]
 
@@ -62,7 +62,7 @@ class Cleaner:
         ``"reference"`` where channels-last convolutions do not work (probe ``channels_last``).
     pipeline : {"auto", "host", "device"}
         Where the steps around the networks run: ``"host"`` in numpy (one copy to the device per window),
-        ``"device"`` in torch on the device (:mod:`deepcr_dask.device_path`: one copy per region each way).
+        ``"device"`` in torch on the device (:mod:`deepcr_dask.inference.device_path`: one copy per region each way).
         ``"auto"``: the device path on CUDA, the host path on CPUs. Both give the same results.
 
     Attributes
@@ -309,7 +309,7 @@ def get_cleaner(mask: str = "ACS-WFC", inpaint: str | None = None, device: str =
 
     With ``shared_batches`` (default: on CUDA) the tasks sharing it (a GPU worker's threads) also share
     forward passes: windows of several blocks or frames go through one
-    :class:`~deepcr_dask.batching.TileBatcher`.
+    :class:`~deepcr_dask.inference.batching.TileBatcher`.
     """
     cleaner = Cleaner(mask, inpaint, device, **options)
     if shared_batches or (shared_batches is None and cleaner.device.type == "cuda"):

@@ -1,6 +1,6 @@
 """Pixels into and out of the networks: validation, whole-image statistics, ignored-pixel fill, scaling.
 
-For one network window (global coordinates, :mod:`deepcr_dask.tiling`): the raw pixels of the window
+For one network window (global coordinates, :mod:`deepcr_dask.inference.tiling`): the raw pixels of the window
 grown by the fill's reach, ignored pixels (NaN/inf/``ignore``) replaced by a local median (never spread
 into neighbours as NaN), divided by the model's scale and, for standardising models, by whole-image
 mean and standard deviation, then zero-padded like deepCR.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .fill import median_fill
 from .tiling import Span, TilePlan, crop, image_part, image_span
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ..io import remote
+from ..io.products import wfpc2_dq_companion
 from .groups import Group
-from .io import remote
-from .io.products import wfpc2_dq_companion
 from .layout import Layout
 from .pipeline import FileResult
 

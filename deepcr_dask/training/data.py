@@ -19,19 +19,38 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
-if TYPE_CHECKING:
-    from .train import Pairs
-
-__all__ = ["IMSIM_SHARE", "SKY_OFFSET_E", "frames_from_names", "mixed_pairs", "pair_patches", "real_pairs"]
+__all__ = ["IMSIM_SHARE", "SKY_OFFSET_E", "Pairs", "frames_from_names", "mixed_pairs", "pair_patches", "real_pairs"]
 
 IMSIM_SHARE = 0.25  # of an HST patch's rays: imSim footprints, tracks and worms (long tracks are rarer on HST)
 SKY_OFFSET_E = (-0.9, 250.0)  # a patch's constant sky offset: from -90% of its median up to +250 e-
+
+
+@dataclass
+class Pairs:
+    """Training data: images (N, H, W), labels (mask: truth; inpaint: the clean image), ignore masks."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray
+    masks: np.ndarray | None = None  # inpaint training: the pixels to fill
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def split(self, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_val = max(1, round(len(self) * fraction))
+        return self._take(order[n_val:]), self._take(order[:n_val])
+
+    def _take(self, idx) -> Pairs:
+        return Pairs(self.images[idx], self.labels[idx], self.ignore[idx],
+                     None if self.masks is None else self.masks[idx])
 
 
 def _sky_offset(clean: np.ndarray, ignore: np.ndarray, rng: np.random.Generator) -> float:
@@ -43,7 +62,7 @@ def _sky_offset(clean: np.ndarray, ignore: np.ndarray, rng: np.random.Generator)
 
 def frames_from_names(names: Sequence[str], folder=None) -> list:
     """Real frames from ``FIELD[:CHIPS]`` names (see :func:`deepcr_dask.sim.real_frames`)."""
-    from .sim import REAL_FIELDS, real_frames
+    from ..sim import REAL_FIELDS, real_frames
 
     frames = []
     for name in names:
@@ -86,9 +105,8 @@ def real_pairs(frames: Sequence, n: int, patch: int = 128, seed: int = 0, *, ray
     -------
     Pairs
     """
-    from .sim import footprint_catalogue, inject_catalogue_footprints, inject_cosmic_rays, local_noise
-    from .sim.harvest import harvested_catalogue
-    from .train import Pairs
+    from ..sim import footprint_catalogue, inject_catalogue_footprints, inject_cosmic_rays, local_noise
+    from ..sim.harvest import harvested_catalogue
 
     if not frames:
         raise InputError("no real frames to cut training patches from")
@@ -150,10 +168,9 @@ def pair_patches(split: str, n: int, patch: int = 128, seed: int = 0, *, sky_off
     -------
     Pairs
     """
-    from .sim.harvest import HARVEST_SPLITS
-    from .sim.pairs import pair_truth
-    from .sim.pairs import real_pairs as repeat_pairs
-    from .train import Pairs
+    from ..sim.harvest import HARVEST_SPLITS
+    from ..sim.pairs import pair_truth
+    from ..sim.pairs import real_pairs as repeat_pairs
 
     exposures = []
     for pair in repeat_pairs("stis", associations=HARVEST_SPLITS[split]):
@@ -180,8 +197,7 @@ def pair_patches(split: str, n: int, patch: int = 128, seed: int = 0, *, sky_off
 
 
 def mixed_pairs(parts: Sequence) -> Pairs:
-    """One :class:`~deepcr_dask.train.Pairs` from several (real and simulated), in order."""
-    from .train import Pairs
+    """One :class:`~deepcr_dask.training.train.Pairs` from several (real and simulated), in order."""
 
     parts = [p for p in parts if p is not None and len(p)]
     if not parts:

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .errors import InputError
-from .io import remote
-from .io.names import FITS_SUFFIXES, compression_of, is_fits_name, split_name
+from ..errors import InputError
+from ..io import remote
+from ..io.names import FITS_SUFFIXES, compression_of, is_fits_name, split_name
 from .manifest import MANIFEST_NAME
 from .pipeline import exposure_name
 

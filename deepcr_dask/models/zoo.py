@@ -7,7 +7,7 @@ Weights come from three places, none of which ever runs pickled code:
 * the deepCR zoo, read from the installed ``deepcr`` package with ``torch.load(weights_only=True)``;
 * our own models, ``deepcr_dask/weights/NAME.safetensors`` with ``NAME.json`` beside it;
 * a user's path to a ``.pth`` (loaded with ``weights_only=True``) or ``.safetensors`` file;
-* other packages, through the ``deepcr_dask.models`` entry points (:mod:`deepcr_dask.plugins`):
+* other packages, through the ``deepcr_dask.models`` entry points (:mod:`deepcr_dask.models.plugins`):
   safetensors with a model card.
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelError
-from .nn import Architecture, UNet, fuse_for_inference, pooling_alignment, reach, receptive_field
+from ..errors import ModelError
+from ..nn import Architecture, UNet, fuse_for_inference, pooling_alignment, reach, receptive_field
 
 __all__ = [
     "LoadedModel",
@@ -37,7 +37,7 @@ __all__ = [
     "network_geometry",
 ]
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # the package's data folder, beside the layers
 KINDS = ("mask", "inpaint")
 
 
@@ -190,7 +190,7 @@ def _spec_for_path(path: Path, kind: str) -> ModelSpec:
             if meta.get("kind", kind) != kind:
                 raise ModelError(f"{path}: is a {meta['kind']} model, not a {kind} model")
             return _spec_from_metadata({"name": str(path), "kind": kind, **meta}, "file", str(path))
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     return ModelSpec(str(path), kind, architecture_from_state_dict(state, kind, path), "file", str(path),
                      description="user weights; scale 1, no normalisation")
 
@@ -219,7 +219,7 @@ def architecture_from_state_dict(state: dict[str, torch.Tensor], kind: str, path
     return Architecture(in_channels, out_channels, hidden, depth, norm, kind == "mask")
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -307,6 +307,6 @@ def load_model(name: str, kind: str = "mask", kernels: str = "reference") -> Loa
     path = weights_path(spec)
     if not path.is_file():
         raise ModelError(f"{path}: weight file of model {spec.name!r} is missing")
-    net = build_network(spec, _read_state_dict(path), path)
+    net = build_network(spec, read_state_dict(path), path)
     network = fuse_for_inference(net, kernels)
     return LoadedModel(spec, network, receptive_field(net), pooling_alignment(net), file_hash(path), reach(net))

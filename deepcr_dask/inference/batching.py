@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .devices import float32_proper
-from .runner import run_batch
+from .devices import float32_proper, run_batch
 
 __all__ = ["TileBatcher", "activation_elements_per_pixel", "batch_size_for", "free_device_memory"]
 

@@ -15,16 +15,9 @@ import numpy as np
 import torch
 
 from .allocator import keep_large_blocks_in_heap
-from .devices import float32_proper, resolve_device, resolve_precision
+from .devices import float32_proper, resolve_device, resolve_precision, run_batch
 
 __all__ = ["Runner", "run_batch"]
-
-
-def run_batch(network: torch.nn.Module, tensors: list[torch.Tensor], device: torch.device,
-              dtype: torch.dtype) -> torch.Tensor:
-    """One forward pass over equal-shape ``(C, H, W)`` tensors: stacked, moved to ``device`` in ``dtype``;
-    float32 ``(N, 1, H, W)`` out. The caller holds ``torch.inference_mode`` and :func:`float32_proper`."""
-    return network(torch.stack(tensors).to(device=device, dtype=dtype)).float()
 
 
 class Runner:
@@ -48,7 +41,7 @@ class Runner:
         self.batcher = None  # a TileBatcher shared by the worker's tasks (GPU workers), or None
 
     def share_batches(self, **options):
-        """Route this runner's forward passes through a :class:`~deepcr_dask.batching.TileBatcher`, so the
+        """Route this runner's forward passes through a :class:`~deepcr_dask.inference.batching.TileBatcher`, so the
         windows of every task using it (a GPU worker's threads) share batches; returns the batcher."""
         from .batching import TileBatcher
 
@@ -74,7 +67,7 @@ class Runner:
     def forward_tensors(self, network: torch.nn.Module, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """:meth:`forward` on ``(C, H, W)`` tensors (host or device); float32 ``(H, W)`` tensors on the device.
 
-        With a :class:`~deepcr_dask.batching.TileBatcher` attached (``self.batcher``), the tensors join the
+        With a :class:`~deepcr_dask.inference.batching.TileBatcher` attached (``self.batcher``), the tensors join the
         batches it forms from every task of the worker instead.
         """
         if self.batcher is not None:

@@ -27,9 +27,10 @@ import dask
 import dask.config
 from dask.utils import parse_bytes
 
-from .allocator import WORKER_ENVIRONMENT
-from .errors import DeepCRDaskError
+from ..errors import ClusterError, ClusterOptionError, ClusterTimeoutError
+from ..inference.allocator import WORKER_ENVIRONMENT
 from .slurm import resolve_slurm, slurm_job_script
+from .tls import resolve_security
 
 __all__ = [
     "ClusterError",
@@ -48,18 +49,6 @@ _LOCAL_DASHBOARD = "127.0.0.1:0"
 _CLUSTER_CONNECT_TIMEOUT = 60.0
 _ADDRESS_CONNECT_TIMEOUT = 10.0
 _CLOSE_TIMEOUT = 30.0
-
-
-class ClusterError(DeepCRDaskError, RuntimeError):
-    """A cluster could not be started, reached or closed."""
-
-
-class ClusterOptionError(ClusterError, ValueError):
-    """``make_cluster`` was given an unknown kind, an unknown option or an invalid option value."""
-
-
-class ClusterTimeoutError(ClusterError, TimeoutError):
-    """A scheduler did not answer, or workers did not arrive, within the time allowed."""
 
 
 # --------------------------------------------------------------------------------------------- handle
@@ -235,7 +224,7 @@ def make_cluster(kind: str = "local", **options: Any) -> ClusterHandle:
     timeout = options.pop("timeout", None)
     if timeout is not None:
         _check_number("timeout", timeout)
-    security = _resolve_security(options.pop("security", None))
+    security = resolve_security(options.pop("security", None))
 
     name = kind.strip()
     lowered = name.lower()
@@ -309,25 +298,6 @@ def _reject_unknown(kind: str, options: Mapping[str, Any], allowed: set[str]) ->
         raise ClusterOptionError(
             f"unknown option(s) for a {kind} cluster: {', '.join(unknown)}; accepted: {', '.join(sorted(allowed))}"
         )
-
-
-def _resolve_security(security: Any) -> Any:
-    """None/False → None; True → temporary TLS credentials; a Security object as is."""
-    if security is None or security is False:
-        return None
-    from distributed.security import Security
-
-    if security is True:
-        try:
-            return Security.temporary()
-        except ImportError as exc:
-            raise ClusterOptionError(
-                "security=True makes temporary TLS certificates and needs the 'cryptography' package; "
-                "install it, or pass a distributed.Security built from your own certificate files"
-            ) from exc
-    if not isinstance(security, Security):
-        raise ClusterOptionError(f"security must be True or a distributed.Security, not {type(security).__name__}")
-    return security
 
 
 def _default_workers() -> int:
@@ -433,7 +403,7 @@ def _make_local(options: dict[str, Any], security: Any, timeout: float | None) -
     _check_memory("memory_limit", kwargs.get("memory_limit"), allow_auto=True)
     if security is not None:
         kwargs["security"] = security
-    # Worker processes start with one malloc arena (see deepcr_dask.allocator): set before spawning.
+    # Worker processes start with one malloc arena (see deepcr_dask.inference.allocator): set before spawning.
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRONMENT}
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io import remote
+from ..errors import InputError
+from ..io import remote
 
 __all__ = ["write_report"]
 
@@ -51,12 +51,12 @@ def _stretch(image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarr
 def _chip_arrays(source: str, fits_output: str, chip_name: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(image as it came in, cosmic-ray mask) of one chip: the mask from the cleaned copy's DQ bit or CRMASK,
     the pixels from the input (the rays are gone from the copy), or from the copy if the input has moved."""
-    from .io.fits import _open, inspect_file, read_chip
+    from ..io.fits import inspect_file, open_fits, read_chip
 
     try:
         info = inspect_file(fits_output)
         chip = next(c for c in info.chips if c.name == chip_name)
-        with _open(fits_output) as hdul:
+        with open_fits(fits_output) as hdul:
             data = hdul[chip.hdu].data
             image = np.asarray(data[chip.plane] if chip.plane is not None else data, np.float32)
             bit = int(hdul[0].header.get("CRBIT", 8192))
@@ -141,13 +141,13 @@ def _histogram(rows: list[dict], expected: list[float]) -> str:
 
 
 def _expected(fits_output: str | None) -> float | None:
+    from ..io.fits import open_fits
     from .gates import expected_fraction
-    from .io.fits import _open
 
     try:
         if not fits_output or not remote.exists(fits_output):
             return None
-        with _open(fits_output) as hdul:
+        with open_fits(fits_output) as hdul:
             header = hdul[0].header
     except (OSError, InputError):
         return None

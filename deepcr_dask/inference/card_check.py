@@ -1,53 +1,20 @@
-"""Models from other packages: the ``deepcr_dask.models`` entry-point group, and model-card checks.
-
-A package registers models by naming, in its entry points, an object that is (or a function returning) a
-folder of model cards: ``NAME-KIND.json`` beside ``NAME-KIND.safetensors``, the format
-``deepcr-dask train`` writes::
-
-    [project.entry-points."deepcr_dask.models"]
-    my-camera = "my_package:MODELS_DIR"
-
-A card says what the model expects and how it was judged: ``name``, ``kind``, ``architecture``, ``scale``,
-``normalize``, ``units``, ``instrument``, ``threshold``, ``fpr_thresholds`` (FPR 1e-4, 5e-4, 5e-3 on its
-validation frames), ``training`` (with its data), ``held_out`` (scores on frames it never saw) and
-``licence``. Weights are safetensors only: nothing from a plugin is ever unpickled. ``deepcr-dask models
-check PATH`` validates a card and its weights before it is published.
-"""
+"""Checks a model card and its weights before they are published: the fields, safe loading, the architecture,
+and a probability map on a built-in synthetic frame (``deepcr-dask models check PATH``)."""
 
 from __future__ import annotations
 
 import json
-import warnings
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CARD_FIELDS", "ENTRY_POINT_GROUP", "check_model_card", "plugin_cards"]
+from ..errors import DeepCRDaskError
+from ..models.plugins import CARD_FIELDS
+from ..models.thresholds import FPR_LEVELS, fpr_key
+from ..models.zoo import load_model
+from .cleaner import Cleaner
 
-ENTRY_POINT_GROUP = "deepcr_dask.models"
-CARD_FIELDS = ("name", "kind", "architecture", "scale", "normalize", "units", "instrument", "threshold",
-               "fpr_thresholds", "training", "held_out", "licence")
-
-
-def plugin_cards() -> list[tuple[str, Path]]:
-    """``(distribution name, card path)`` of every model the installed plugins register.
-
-    A plugin that fails to load is skipped with a warning naming it; it never stops the built-in models.
-    """
-    cards = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        source = ep.dist.name if ep.dist is not None else ep.name
-        try:
-            target = ep.load()
-            folder = Path(target() if callable(target) else target)
-        except Exception as exc:  # a broken third-party package must not break the package
-            warnings.warn(f"model plugin {ep.name!r} ({source}) could not be loaded: {exc}", RuntimeWarning,
-                          stacklevel=2)
-            continue
-        paths = sorted(folder.glob("*.json")) if folder.is_dir() else [folder]
-        cards.extend((source, path) for path in paths if path.suffix == ".json")
-    return cards
+__all__ = ["check_model_card"]
 
 
 def check_model_card(path: str | Path) -> list[str]:
@@ -57,8 +24,6 @@ def check_model_card(path: str | Path) -> list[str]:
     and that the model gives a finite probability map in [0, 1] on a built-in synthetic frame that flags
     under 5% of its pixels at the card's threshold.
     """
-    from .errors import DeepCRDaskError
-    from .thresholds import FPR_LEVELS, fpr_key
 
     path = Path(path)
     card_path = path if path.suffix == ".json" else path.with_suffix(".json")
@@ -83,8 +48,6 @@ def check_model_card(path: str | Path) -> list[str]:
     if problems:
         return problems
     try:
-        from .cleaner import Cleaner
-
         if card["kind"] == "mask":
             probability = Cleaner(str(weights), device="cpu").probability(_frame())
             if not np.all(np.isfinite(probability)) or probability.min() < 0 or probability.max() > 1:
@@ -92,8 +55,6 @@ def check_model_card(path: str | Path) -> list[str]:
             elif (probability > float(card["threshold"])).mean() > 0.05:
                 problems.append(f"flags {(probability > float(card['threshold'])).mean():.1%} of a synthetic frame")
         else:
-            from .zoo import load_model
-
             load_model(str(weights), "inpaint")
     except DeepCRDaskError as exc:
         problems.append(str(exc))

@@ -10,7 +10,8 @@ deprecated spellings and all) when each job is created, and writes the batch scr
 * defaults where neither the options nor the configuration set a value (one single-threaded worker per
   job, 4 GB, node-local scratch), and a loopback dashboard;
 * ``gpus=N`` (``--gres=gpu:N`` and the worker resource ``GPU=N``), ``partition`` as an alias of ``queue``;
-* clear :class:`~deepcr_dask.cluster.ClusterOptionError` messages for bad values, before any job is submitted.
+* clear :class:`~deepcr_dask.errors.ClusterOptionError` messages for bad values, before any job is
+  submitted.
 
 The effective section is registered in dask's configuration under a private name derived from its
 content, so that jobs submitted later (``scale``, adaptivity) read the same settings.
@@ -31,6 +32,9 @@ from typing import Any
 import dask
 import dask.config
 
+from ..errors import ClusterError, ClusterOptionError
+from .tls import resolve_security
+
 __all__ = ["resolve_slurm", "slurm_job_script"]
 
 # Defaults when neither the options nor the jobqueue configuration set a value. One process per job
@@ -48,8 +52,6 @@ _LIST_OPTIONS = ("worker_extra_args", "job_extra_directives", "job_script_prolog
 
 
 def _errors():
-    from .cluster import ClusterError, ClusterOptionError
-
     return ClusterError, ClusterOptionError
 
 
@@ -218,12 +220,11 @@ def slurm_job_script(**options: Any) -> str:
     """
     from dask_jobqueue.slurm import SLURMJob
 
-    from .cluster import _resolve_security
 
     _, option_error = _errors()
     options = dict(options)
     options.pop("timeout", None)
-    security = _resolve_security(options.pop("security", None))
+    security = resolve_security(options.pop("security", None))
     config_name, job_kwargs, cluster_kwargs, _ = resolve_slurm(options, security)
     worker_security = None
     if security is not None:

@@ -106,7 +106,7 @@ class Geometry:
     @classmethod
     def for_models(cls, mask: str, inpaint: str | None) -> Geometry:
         """Geometry from the architectures alone: no weights are read."""
-        from .zoo import network_geometry
+        from ..models.zoo import network_geometry
 
         mask_reach, mask_align = network_geometry(mask, "mask")
         inpaint_reach, inpaint_align = network_geometry(inpaint, "inpaint") if inpaint else (None, 1)

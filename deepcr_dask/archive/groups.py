@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .io.fits import ExposureInfo
+from ..io.fits import ExposureInfo
 
 __all__ = ["ALIGNED_PX", "SCALE_NOISE", "Group", "evidence_logodds", "fuse", "group_exposures", "offset_px"]
 

@@ -24,14 +24,14 @@ import dask.array as da
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from . import cleaner as cleaner_module
-from .cleaner import get_cleaner
-from .errors import InputError
+from ..errors import InputError
+from ..inference import cleaner as cleaner_module
+from ..inference.cleaner import get_cleaner
+from ..inference.preprocess import BACKGROUND_STRIDE, ImageStats, Region, sky_stats
+from ..inference.tiling import Geometry, Span
+from ..models.thresholds import resolve_threshold
+from ..models.zoo import get_spec
 from .graphs import copy_arrays
-from .preprocess import BACKGROUND_STRIDE, ImageStats, Region, sky_stats
-from .thresholds import resolve_threshold
-from .tiling import Geometry, Span
-from .zoo import get_spec
 
 __all__ = ["CleanerConfig", "CleanerPlugin", "TorchThreadsPlugin", "clean_dask", "ensure_plugin", "gpu_resources",
            "load_count", "worker_cleaner"]
@@ -109,7 +109,7 @@ def _current_client():
 
 def gpu_resources(client=None) -> dict | None:
     """What a model task asks of a GPU worker: ``{"GPU": 1 / threads}``, so each of the worker's threads
-    runs one task and their windows share the GPU's batches (:mod:`deepcr_dask.batching`); None when no
+    runs one task and their windows share the GPU's batches (:mod:`deepcr_dask.inference.batching`); None when no
     worker of ``client`` (default: the current one) advertises a ``GPU`` resource.
     """
     client = client if client is not None else _current_client()
@@ -181,7 +181,7 @@ def _moments(block, ignored, scale: float) -> tuple[int, float, float]:
 
 def _assemble_stats(sample, sample_ignored, moments, standardize: bool, scale: float = 1.0,
                     sky: float | None = None) -> ImageStats:
-    """:class:`ImageStats` as :func:`deepcr_dask.preprocess.image_stats` defines them: the background is
+    """:class:`ImageStats` as :func:`deepcr_dask.inference.preprocess.image_stats` defines them: the background is
     the median of the same strided sample; mean and variance combine the blocks' moments (Chan et al.)."""
     sample = np.asarray(sample)[~np.asarray(sample_ignored)]
     background = float(np.median(sample)) if sample.size else 0.0
@@ -294,7 +294,8 @@ def clean_dask(
         one (:func:`gpu_resources`), nothing otherwise.
     pipeline, shared_batches
         The worker Cleaner's path (``"auto"``: the device path on CUDA) and whether its tasks share forward
-        passes (default: on CUDA); see :class:`deepcr_dask.Cleaner` and :func:`deepcr_dask.cleaner.get_cleaner`.
+        passes (default: on CUDA); see :class:`deepcr_dask.Cleaner` and
+        :func:`deepcr_dask.inference.cleaner.get_cleaner`.
 
     Returns
     -------

@@ -6,11 +6,11 @@ import contextlib
 
 import torch
 
-from .errors import ModelError
-from .nn import KERNELS
-from .nn.probes import capabilities, no_tf32
+from ..errors import ModelError
+from ..nn import KERNELS
+from ..nn.probes import capabilities, no_tf32
 
-__all__ = ["float32_proper", "resolve_device", "resolve_kernels", "resolve_precision", "visible_gpu"]
+__all__ = ["float32_proper", "resolve_device", "resolve_kernels", "resolve_precision", "run_batch", "visible_gpu"]
 
 _PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -94,3 +94,10 @@ def float32_proper(device: torch.device, dtype: torch.dtype):
     if device.type != "cuda" or dtype is not torch.float32:
         return contextlib.nullcontext()
     return no_tf32(device.type)
+
+
+def run_batch(network: torch.nn.Module, tensors: list[torch.Tensor], device: torch.device,
+              dtype: torch.dtype) -> torch.Tensor:
+    """One forward pass over equal-shape ``(C, H, W)`` tensors: stacked, moved to ``device`` in ``dtype``;
+    float32 ``(N, 1, H, W)`` out. The caller holds ``torch.inference_mode`` and :func:`float32_proper`."""
+    return network(torch.stack(tensors).to(device=device, dtype=dtype)).float()

@@ -12,19 +12,37 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from .errors import InputError
+from ..errors import ClusterOptionError, InputError
 
-__all__ = ["TLS_FILES", "security_from_files", "write_tls_files"]
+__all__ = ["TLS_FILES", "resolve_security", "security_from_files", "write_tls_files"]
 
 TLS_FILES = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}
 
 
+def resolve_security(security: Any) -> Any:
+    """None/False → None; True → temporary TLS credentials; a Security object as is."""
+    if security is None or security is False:
+        return None
+    from distributed.security import Security
+
+    if security is True:
+        try:
+            return Security.temporary()
+        except ImportError as exc:
+            raise ClusterOptionError(
+                "security=True makes temporary TLS certificates and needs the 'cryptography' package; "
+                "install it, or pass a distributed.Security built from your own certificate files"
+            ) from exc
+    if not isinstance(security, Security):
+        raise ClusterOptionError(f"security must be True or a distributed.Security, not {type(security).__name__}")
+    return security
+
+
 def write_tls_files(folder: str | os.PathLike) -> dict[str, Path]:
     """Write a fresh temporary CA, certificate and key into ``folder`` (made private); returns their paths."""
-    from .cluster import _resolve_security
-
-    security = _resolve_security(True)  # temporary credentials: PEM text in the tls_* fields
+    security = resolve_security(True)  # temporary credentials: PEM text in the tls_* fields
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)

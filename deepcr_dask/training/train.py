@@ -27,10 +27,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ._version import __version__
-from .errors import InputError
-from .nn import Architecture, UNet
-from .thresholds import calibrate_thresholds, fpr_key
+from .._version import __version__
+from ..errors import InputError
+from ..models.thresholds import calibrate_thresholds, fpr_key
+from ..nn import Architecture, UNet
+from .data import Pairs
 
 __all__ = ["TrainConfig", "TrainResult", "as_cleaner_input", "load_pairs", "simulated_pairs", "train_inpaint",
            "train_main", "train_mask", "train_real"]
@@ -73,28 +74,6 @@ class TrainResult:
     best_epoch: int = 0
 
 
-@dataclass
-class Pairs:
-    """Training data: images (N, H, W), labels (mask: truth; inpaint: the clean image), ignore masks."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    ignore: np.ndarray
-    masks: np.ndarray | None = None  # inpaint training: the pixels to fill
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def split(self, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
-        order = np.random.default_rng(seed).permutation(len(self))
-        n_val = max(1, round(len(self) * fraction))
-        return self._take(order[n_val:]), self._take(order[:n_val])
-
-    def _take(self, idx) -> Pairs:
-        return Pairs(self.images[idx], self.labels[idx], self.ignore[idx],
-                     None if self.masks is None else self.masks[idx])
-
-
 def simulated_pairs(kind: str, n: int, patch: int = 128, instrument: str = "ACS-WFC", seed: int = 0,
                     exptime: float = 500.0) -> Pairs:
     """``n`` simulated patches from :mod:`deepcr_dask.simulate`.
@@ -102,7 +81,7 @@ def simulated_pairs(kind: str, n: int, patch: int = 128, instrument: str = "ACS-
     Fields cycle sparse / globular / galaxy; ``instrument`` may list several presets ("ACS-WFC,WFPC2")
     to cycle through, for a model meant to serve several cameras.
     """
-    from .sim import simulate
+    from ..sim import simulate
 
     images, truths, ignores, cleans = [], [], [], []
     fields = ("sparse", "globular", "galaxy")
@@ -167,11 +146,11 @@ def as_cleaner_input(data: Pairs) -> Pairs:
     """``data`` with each image's ignored pixels replaced as the Cleaner replaces them before its networks.
 
     At inference the networks never see an ignored pixel's value (saturated cores, bad columns, a chip's
-    flagged edge): :func:`deepcr_dask.fill.median_fill` puts the local median of good pixels there (the
+    flagged edge): :func:`deepcr_dask.inference.fill.median_fill` puts the local median of good pixels there (the
     patch's median of good pixels where none is in reach). Trained on the raw values instead, a network
     learns edges that it never meets and misses the ones it does, beside every filled saturated star.
     """
-    from .fill import median_fill
+    from ..inference.fill import median_fill
 
     images = data.images.copy()
     for image, ignore in zip(images, data.ignore):
@@ -255,10 +234,10 @@ def _evaluate(net: UNet, data: Pairs, config: TrainConfig, device) -> dict[str, 
 def _init_weights(net: UNet, config: TrainConfig) -> None:
     if not config.init:
         return
-    from .zoo import _read_state_dict, get_spec, weights_path
+    from ..models.zoo import get_spec, read_state_dict, weights_path
 
     spec = get_spec(config.init, config.kind)
-    net.load_state_dict(_read_state_dict(weights_path(spec)))
+    net.load_state_dict(read_state_dict(weights_path(spec)))
 
 
 def _save_checkpoint(folder: Path, net, optimizer, scheduler_state: dict, epoch: int, history, best) -> None:
@@ -340,7 +319,7 @@ def train(train_data: Pairs, val_data: Pairs, config: TrainConfig, output: str |
     inpainting; early stopping and the learning-rate schedule follow the same number. A mask model's
     thresholds by false-positive rate are measured on ``calibration`` (default: the validation pairs).
     """
-    from .devices import resolve_device
+    from ..inference.devices import resolve_device
 
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -476,18 +455,18 @@ def train_real(kind: str, output: str | Path, *, real: Sequence[str], val_real: 
     kind : {"mask", "inpaint"}
     output : path
     real, val_real : sequences of ``FIELD[:CHIPS]``
-        Training and validation frames (:func:`deepcr_dask.training_data.frames_from_names`); no frame may
+        Training and validation frames (:func:`deepcr_dask.training.data.frames_from_names`); no frame may
         be in both.
     n_real, n_sim, n_val : int
         Patches cut from the training frames, simulated (``instrument``), and cut from the validation frames.
     n_pairs : int
         Patches of the STIS CR-SPLIT pairs labelled by their difference, from the training associations
-        (:func:`deepcr_dask.training_data.pair_patches`); as many again from the validation association join
+        (:func:`deepcr_dask.training.data.pair_patches`); as many again from the validation association join
         the validation set (half as many when ``n_pairs`` exceeds ``n_val``).
     **options
         :class:`TrainConfig` fields.
     """
-    from .training_data import frames_from_names, mixed_pairs, pair_patches, real_pairs
+    from .data import frames_from_names, mixed_pairs, pair_patches, real_pairs
 
     train_frames, val_frames = frames_from_names(real), frames_from_names(val_real)
     shared = {f.name for f in train_frames} & {f.name for f in val_frames}
@@ -506,7 +485,7 @@ def train_real(kind: str, output: str | Path, *, real: Sequence[str], val_real: 
                                              seed + 1_000_003)])
     # Thresholds by FPR come from the validation frames whose own rays are found (not crowded fields, where
     # they stay unlabelled and would count as false positives).
-    from .sim.real import CROWDED_FIELDS
+    from ..sim.real import CROWDED_FIELDS
 
     sparse = [f for f in val_frames if f.name.split("-")[0] not in CROWDED_FIELDS]
     calibration = real_pairs(sparse, n_val, patch, seed + 2_000_003, raw_fraction=raw_fraction, kind=kind) \

@@ -1,9 +1,9 @@
 """Archive runs: discover FITS files, skip those already done, group repeat exposures, clean the rest on a cluster.
 
-The driver lists the inputs (:mod:`deepcr_dask.layout`), drops files the manifest records as complete for
+The driver lists the inputs (:mod:`deepcr_dask.archive.layout`), drops files the manifest records as complete for
 the same input, options, package version and weights, reads the others' headers (what each file is, its
-pointing), groups repeat exposures (:mod:`deepcr_dask.groups`) and submits one task per file or group:
-:func:`process_file` / :func:`process_group` run :mod:`deepcr_dask.pipeline` on the worker, which reads
+pointing), groups repeat exposures (:mod:`deepcr_dask.archive.groups`) and submits one task per file or group:
+:func:`process_file` / :func:`process_group` run :mod:`deepcr_dask.archive.pipeline` on the worker, which reads
 the pixels, cleans them with the worker's resident Cleaner and writes the cleaned FITS and Zarr groups
 itself, so pixels never travel through the driver. A bounded number of tasks is in flight; each result
 is recorded in the SQLite manifest as it lands. A task whose worker dies (and is rescheduled by the
@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ._version import __version__
-from .errors import InputError
+from .._version import __version__
+from ..errors import InputError
+from ..io import remote
+from ..io import zarr as zarr_io
+from ..io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ExposureInfo, SkipFile
 from .gates import run_outliers
 from .groups import Group, group_exposures
-from .io import remote
-from .io import zarr as zarr_io
-from .io.fits import DEFAULT_CR_BIT, DEFAULT_IGNORE_BITS, ExposureInfo, SkipFile
 from .layout import Layout, discover, find_inputs
 from .manifest import Manifest, default_manifest_path
 from .pipeline import (
@@ -269,7 +269,7 @@ def _connect(cluster):
     """A distributed Client and a closer, from a kind/address string, a handle, a client or None."""
     from distributed import Client
 
-    from .cluster import ClusterHandle, make_cluster
+    from ..distributed.cluster import ClusterHandle, make_cluster
 
     if isinstance(cluster, Client):
         return cluster, None
@@ -293,7 +293,7 @@ def _outputs_exist(rows: list[dict], zarr_path: str | None, options: CleanOption
 @lru_cache(maxsize=64)
 def _weight_hash(model: str | None) -> str | None:
     """The hash a model's weights have now (a rerun redoes files cleaned with other weights)."""
-    from .zoo import file_hash, get_spec, weights_path
+    from ..models.zoo import file_hash, get_spec, weights_path
 
     try:
         return file_hash(weights_path(get_spec(str(model), "mask")))
@@ -453,7 +453,7 @@ def _scan(todo: list[str], options: CleanOptions) -> tuple[list[ExposureInfo], l
 def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_flight, progress, report) -> None:
     from distributed import as_completed, performance_report
 
-    from .engine import TorchThreadsPlugin, ensure_plugin, gpu_resources
+    from ..distributed.engine import TorchThreadsPlugin, ensure_plugin, gpu_resources
 
     infos, unclean = _scan(todo, options)
     for row in unclean:

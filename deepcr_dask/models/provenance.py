@@ -1,6 +1,6 @@
 """Provenance: what was done to a file, recorded the same way in FITS headers, Zarr attributes and manifests.
 
-One :class:`Provenance` is built per cleaning (:func:`deepcr_dask.pipeline.clean_file`) and rendered by
+One :class:`Provenance` is built per cleaning (:func:`deepcr_dask.archive.pipeline.clean_file`) and rendered by
 the writers: FITS keywords and a HISTORY line (:meth:`Provenance.fits_cards`, :meth:`Provenance.history`),
 Zarr attributes and manifest columns (:meth:`Provenance.as_dict`). Like ccdproc's step log, the record is
 made in one place, not by each writer.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import asdict, dataclass, field
 
-from ._version import __version__
+from .._version import __version__
 
 __all__ = ["Provenance"]
 

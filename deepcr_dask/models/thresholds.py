@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 __all__ = ["FPR_LEVELS", "calibrate_thresholds", "fpr_key", "fpr_thresholds", "resolve_threshold"]
 
 FPR_LEVELS = (1e-4, 5e-4, 5e-3)
-ZOO_FILE = Path(__file__).parent / "weights" / "thresholds" / "deepcr-zoo.json"
+ZOO_FILE = Path(__file__).resolve().parents[1] / "weights" / "thresholds" / "deepcr-zoo.json"
 
 
 def fpr_key(fpr: float) -> str:
