@@ -15,6 +15,15 @@ from .models.zoo import list_models
 
 _moved.install()  # the flat layout's module paths, for one release
 
+
+def __getattr__(name: str):
+    """``dcr.pipeline`` and the other flat-layout modules as attributes, through their deprecated aliases."""
+    if name in _moved.MOVED:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "Cleaner",
     "DeepCRDaskError",

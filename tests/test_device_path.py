@@ -11,7 +11,7 @@ import deepcr_dask as dcr
 from deepcr_dask.errors import ModelError
 from deepcr_dask.inference.device_path import median_fill_torch, nanmedian_rows
 from deepcr_dask.inference.fill import median_fill
-from deepcr_dask.inference.preprocess import Region
+from deepcr_dask.inference.preprocess import Region, prepare_image
 from deepcr_dask.inference.tiling import Span
 
 
@@ -74,7 +74,7 @@ def test_device_path_on_a_block_core_equals_host_path():
     """A Dask block: the region holds the core plus a halo, outputs for the core only."""
     image, ignore = _frame((260, 300))
     cleaner = dcr.Cleaner("ACS-WFC", device="cpu", tile=64, pipeline="host")
-    stats = cleaner.stats(*dcr.preprocess.prepare_image(image, ignore))
+    stats = cleaner.stats(*prepare_image(image, ignore))
     core = (Span(100, 180), Span(120, 230))
     held = (Span(100 - cleaner.halo, 180 + cleaner.halo), Span(120 - cleaner.halo, 230 + cleaner.halo))
     data = np.where(np.isfinite(image), image, np.nan).astype(np.float32)

@@ -182,3 +182,19 @@ def test_the_flat_layouts_module_paths_still_import_with_a_deprecation_warning()
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert run.returncode == 0 and run.stdout.startswith("ok"), run.stderr[-2000:]
+
+
+def test_flat_layout_modules_as_package_attributes_warn():
+    import subprocess
+    import sys
+
+    code = ("import warnings\nimport deepcr_dask as dcr\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    options = dcr.pipeline.CleanOptions()\n"
+            "from deepcr_dask.archive.pipeline import CleanOptions\n"
+            "assert type(options) is CleanOptions\n"
+            "assert any(w.category is DeprecationWarning for w in caught)\n"
+            "try:\n    dcr.no_such_module\nexcept AttributeError:\n    print('ok')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

@@ -17,6 +17,7 @@ from distributed import Client, LocalCluster, Nanny
 from test_products import write_hst
 
 import deepcr_dask as dcr
+from deepcr_dask.archive.pipeline import CleanOptions
 from deepcr_dask.distributed.engine import load_count
 from deepcr_dask.sim import simulate_group
 
@@ -118,7 +119,7 @@ def test_a_mast_like_directory(mast, tmp_path, client):
             fits.open(root / "wfpc2" / "u40x010hm_c1f.fits") as dq:
         for plane in range(4):
             mask = cleaned["CRMASK", plane + 1].data.astype(bool)
-            bad = (dq[0].data[plane].astype(np.int64) & dcr.pipeline.CleanOptions().ignore_bits) != 0
+            bad = (dq[0].data[plane].astype(np.int64) & CleanOptions().ignore_bits) != 0
             assert bad.any() and not (mask & bad).any()
             if plane > 0:  # WF2-4
                 status, reasons, *_ = by_chip[("u40x010hm_c0f.fits", f"CHIP{plane + 1}")]
