@@ -256,3 +256,29 @@ def test_float32_on_cuda_turns_tf32_off_for_convolutions_and_matmuls():
             assert torch.backends.cudnn.allow_tf32 and matmul.allow_tf32  # nothing to do there
     finally:
         matmul.allow_tf32 = before
+
+
+def test_threads_asking_at_once_get_one_cleaner_built_once():
+    """A worker's task threads start together: one Cleaner must be built, not one per thread (an unlocked
+    lru_cache misses in every thread that asks before the first build ends)."""
+    import threading
+
+    from deepcr_dask.inference import cleaner as cleaner_module
+
+    before = cleaner_module.LOAD_COUNT
+    start = threading.Barrier(4)
+    got = []
+
+    def ask():
+        start.wait()
+        got.append(cleaner_module.get_cleaner("ACS-WFC-F606W-2-4", None, "cpu", tile=96))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(c) for c in got}) == 1 and len(got) == 4
+    assert cleaner_module.LOAD_COUNT - before == 1
+    # The same configuration by keyword is the same Cleaner (the cache key does not depend on the call's form).
+    assert cleaner_module.get_cleaner(mask="ACS-WFC-F606W-2-4", inpaint=None, device="cpu", tile=96) is got[0]

@@ -16,6 +16,7 @@ needs to reproduce whole-image output.
 from __future__ import annotations
 
 import math
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -302,16 +303,31 @@ class Cleaner:
         return masks
 
 
-@lru_cache(maxsize=8)
+_BUILDING = threading.Lock()  # a worker's task threads ask at once: one builds, the others wait for it
+
+
 def get_cleaner(mask: str = "ACS-WFC", inpaint: str | None = None, device: str = "auto", *,
                 shared_batches: bool | None = None, **options) -> Cleaner:
     """Process-level cache: one Cleaner per configuration (serves the threaded and sync schedulers).
 
-    With ``shared_batches`` (default: on CUDA) the tasks sharing it (a GPU worker's threads) also share
-    forward passes: windows of several blocks or frames go through one
+    The first tasks of a worker with several threads ask for the same Cleaner at the same moment; the cache
+    is filled under a lock, so they get one Cleaner, built once (an unlocked ``lru_cache`` builds one per
+    thread that misses). With ``shared_batches`` (default: on CUDA) the tasks sharing it (a GPU worker's
+    threads) also share forward passes: windows of several blocks or frames go through one
     :class:`~deepcr_dask.inference.batching.TileBatcher`.
     """
-    cleaner = Cleaner(mask, inpaint, device, **options)
+    with _BUILDING:
+        return _cached_cleaner(mask, inpaint, device, shared_batches, tuple(sorted(options.items())))
+
+
+@lru_cache(maxsize=8)
+def _cached_cleaner(mask: str, inpaint: str | None, device: str, shared_batches: bool | None,
+                    options: tuple[tuple[str, object], ...]) -> Cleaner:
+    cleaner = Cleaner(mask, inpaint, device, **dict(options))
     if shared_batches or (shared_batches is None and cleaner.device.type == "cuda"):
         cleaner.runner.share_batches()
     return cleaner
+
+
+get_cleaner.cache_info = _cached_cleaner.cache_info  # the lru_cache's own counters, as before
+get_cleaner.cache_clear = _cached_cleaner.cache_clear
