@@ -34,6 +34,8 @@ class _DefaultText(str):
 # astroscrappy's and ccdproc's algorithm knobs: (name, default). sepmed and verbose are plain booleans.
 _KNOBS = ("sigclip", "sigfrac", "objlim", "readnoise", "invar", "niter", "sepmed", "cleantype", "fsmode",
           "psfmodel", "psffwhm", "psfsize", "psfk", "psfbeta")
+# Plain defaults of the knobs (sepmed, niter... cannot carry a marker): a value other than these was set.
+_PLAIN_DEFAULTS = {"invar": None, "psfk": None, "niter": 4, "sepmed": True, "psfsize": 7}
 _GIVEN_HELP = ("deepcr-dask flags pixels by the model's probability threshold (threshold=, or fpr= for a "
                "false-positive rate the model records) and fills them with the masked median or inpaint_model")
 
@@ -47,8 +49,8 @@ def _given(value, default) -> bool:
     return value is not default if default is None else value != default
 
 
-def _warn_knobs(function: str, values: dict, defaults: dict) -> None:
-    given = [name for name in _KNOBS if name in values and _given(values[name], defaults.get(name))]
+def _warn_knobs(function: str, values: dict) -> None:
+    given = [name for name in _KNOBS if name in values and _given(values[name], _PLAIN_DEFAULTS.get(name))]
     if given:
         warnings.warn(f"{function}: {', '.join(given)} {'has' if len(given) == 1 else 'have'} no meaning for a "
                       f"network and {'is' if len(given) == 1 else 'are'} ignored; {_GIVEN_HELP}",
@@ -142,8 +144,7 @@ def detect_cosmics(
     cleanarr : float32 array
         In ``indat``'s units (astroscrappy >= 1.1).
     """
-    _warn_knobs("detect_cosmics", locals(), {"invar": None, "psfk": None, "niter": 4, "sepmed": True,
-                                             "psfsize": 7})
+    _warn_knobs("detect_cosmics", locals())
     gain_given = not isinstance(gain, _Default)
     if is_ccd(indat):
         electrons, ignore, factor = ccd_to_electrons(indat, gain if gain_given else None)
@@ -229,8 +230,7 @@ psfbeta, invar
     """
     import astropy.units as u
 
-    _warn_knobs("cosmicray_lacosmic", locals(), {"invar": None, "psfk": None, "niter": 4, "sepmed": True,
-                                                 "psfsize": 7})
+    _warn_knobs("cosmicray_lacosmic", locals())
     gain_given = not isinstance(gain, _Default)
     settings = {"model": model, "threshold": threshold, "fpr": fpr, "inpaint_model": inpaint_model,
                 "device": device}

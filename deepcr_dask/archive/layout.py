@@ -101,9 +101,9 @@ def _select(paths: list, root, include: Sequence[str], exclude: Sequence[str]) -
         paths = [f for f in paths if _matches(_relative(f, root), include)]
     if exclude:
         paths = [f for f in paths if not _matches(_relative(f, root), exclude)]
-    name = (lambda f: f.rpartition("/")[2]) if paths and isinstance(paths[0], str) else (lambda f: f.name)
-    return Discovery([f for f in paths if is_fits_name(name(f))], root,
-                     [f for f in paths if not is_fits_name(name(f))])
+    fits_named = [is_fits_name(f) for f in paths]
+    return Discovery([f for f, named in zip(paths, fits_named) if named], root,
+                     [f for f, named in zip(paths, fits_named) if not named])
 
 
 def _discover_remote(inputs: list[str], zarr_path, include: Sequence[str],

@@ -108,7 +108,8 @@ class ArchiveSummary:
 
     def table(self, verbose: bool = False) -> str:
         """The run's outcome as a Markdown table, then one line per failed, suspect and skipped file."""
-        lines = [self.nothing_cleaned()] if self.nothing_cleaned() else []
+        nothing = self.nothing_cleaned()
+        lines = [nothing] if nothing else []
         lines += [
             "| outcome | files |",
             "|---|---|",

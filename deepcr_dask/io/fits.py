@@ -277,29 +277,31 @@ def _find_chips(path, hdul, gain) -> tuple[list[ChipInfo], str, list[str]]:
                and _header_text(hdul[i].header, "EXTNAME") not in _AUXILIARY]
     if len(science) > 1:
         # A mosaic's CCDs as image extensions without SCI names (DECam, Pan-STARRS .fz): each is a chip.
-        chips, units, notes = [], "", []
-        for index in science:
-            header = hdul[index].header
-            factor, units, notes = _electrons_factor(path, primary, header, gain)
-            chips.append(ChipInfo(f"HDU{index}", index, None, _shape(path, header), factor, None,
-                                  read_noise=_read_noise(primary, header, factor), wcs=_wcs(header),
-                                  exptime=_seconds(primary.get("EXPTIME", header.get("EXPTIME")))))
-        return chips, units, notes
+        made = [_plain_chip(path, primary, hdul, index, gain, f"HDU{index}") for index in science]
+        return [chip for chip, _, _ in made], made[-1][1], made[-1][2]
     index = candidates[0]
     header = hdul[index].header
+    if header["NAXIS"] == 2:
+        chip, units, notes = _plain_chip(path, primary, hdul, index, gain, "PRIMARY" if index == 0 else f"HDU{index}")
+        return [chip], units, notes
     factor, units, notes = _electrons_factor(path, primary, header, gain)
-    naxis = header["NAXIS"]
     noise, exptime = _read_noise(primary, header, factor), _seconds(primary.get("EXPTIME", header.get("EXPTIME")))
-    if naxis == 2:
-        return [ChipInfo("PRIMARY" if index == 0 else f"HDU{index}", index, None, _shape(path, header), factor,
-                         None, read_noise=noise, wcs=_wcs(header), exptime=exptime)], units, notes
-    if naxis == 3 and _header_text(primary, "INSTRUME") == "WFPC2":
+    if header["NAXIS"] == 3 and _header_text(primary, "INSTRUME") == "WFPC2":
         # WFPC2 c0f: the four chips as a cube (GEIS groups converted to FITS).
         planes = header["NAXIS3"]
         shape = (header["NAXIS2"], header["NAXIS1"])
         return [ChipInfo(f"CHIP{p + 1}", index, p, shape, factor, None, read_noise=noise, exptime=exptime)
                 for p in range(planes)], units, notes
     raise InputError(f"{path}: expected a 2-D image (or a WFPC2 chip cube), found shape {_dims(header)}")
+
+
+def _plain_chip(path, primary, hdul, index: int, gain, name: str) -> tuple[ChipInfo, str, list[str]]:
+    """A 2-D image extension without SCI/DQ/ERR structure as a chip, with its units and unit notes."""
+    header = hdul[index].header
+    factor, units, notes = _electrons_factor(path, primary, header, gain)
+    return ChipInfo(name, index, None, _shape(path, header), factor, None,
+                    read_noise=_read_noise(primary, header, factor), wcs=_wcs(header),
+                    exptime=_seconds(primary.get("EXPTIME", header.get("EXPTIME")))), units, notes
 
 
 def _with_companion_dq(path: str, companion: str, chips: list[ChipInfo]) -> list[ChipInfo]:

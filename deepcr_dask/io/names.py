@@ -7,7 +7,6 @@ Whole-file compression (``.gz``, ``.bz2``) is undone by astropy on reading; ``.f
 from __future__ import annotations
 
 import os
-from pathlib import PurePath
 
 __all__ = ["COMPRESSIONS", "FITS_EXTENSIONS", "FITS_SUFFIXES", "compression_of", "is_fits_name", "split_name"]
 
@@ -19,7 +18,7 @@ FITS_SUFFIXES = tuple(ext + comp for comp in reversed(COMPRESSIONS) for ext in F
 
 def split_name(path: str | os.PathLike) -> tuple[str, str, str]:
     """``"j8xi01abq_flc.fits.fz"`` -> ``("j8xi01abq_flc", ".fits", ".fz")``; not a FITS name: ``(name, "", "")``."""
-    name = PurePath(str(path)).name if "/" not in str(path) else str(path).rpartition("/")[2]
+    name = os.fspath(path).rpartition("/")[2]  # a local path or a URL alike
     lower = name.lower()
     for suffix in FITS_SUFFIXES:
         if lower.endswith(suffix):
