@@ -22,6 +22,28 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("DEEPCR_DASK_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A real local Dask cluster (two worker processes, one thread each) per test module."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def archive_outcome(summary, path: Path) -> str:
+    """What an archive run did to one file: failed, skipped:<product type>, not-fits, suspect, done or missing."""
+    key = str(path)
+    if key in summary.failed:
+        return "failed"
+    if key in summary.skipped:
+        return f"skipped:{summary.skipped_kinds[key]}"
+    if key in summary.not_fits:
+        return "not-fits"
+    return "suspect" if key in summary.suspect else "done" if key in summary.done else "missing"
+
+
 def real_file(name: str) -> Path:
     """Path of a real frame, or skip the test saying where it was looked for."""
     path = REAL_DATA / name

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from conftest import REPO, real_file, synthetic_frame
-from distributed import Client, LocalCluster
 
 import deepcr_dask as dcr
 from deepcr_dask.demo import write_flc
@@ -26,13 +25,6 @@ from deepcr_dask.io import zarr as zarr_io
 from deepcr_dask.io.fits import inspect_file, read_chip
 
 BIT = 8192
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def _flc(path: Path, seed: int, shape=(128, 192)) -> Path:

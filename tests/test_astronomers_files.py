@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import real_file
-from distributed import Client, LocalCluster
+from conftest import archive_outcome, real_file
 
 import deepcr_dask as dcr
 from deepcr_dask.archive.layout import find_inputs
@@ -177,24 +176,6 @@ def archive(tmp_path_factory):
     return root, {p.resolve(): outcome for p, outcome in expect.items()}
 
 
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster) as c:
-            yield c
-
-
-def _outcome(summary, path: Path) -> str:
-    key = str(path)
-    if key in summary.failed:
-        return "failed"
-    if key in summary.skipped:
-        return f"skipped:{summary.skipped_kinds[key]}"
-    if key in summary.not_fits:
-        return "not-fits"
-    return "done" if key in summary.done else "missing"
-
-
 def _mask(path: Path) -> np.ndarray:
     """The cosmic-ray mask a cleaned copy records: DQ bit 8192 where the file has DQ, else CRMASK."""
     with fits.open(path) as hdul:
@@ -206,11 +187,12 @@ def _mask(path: Path) -> np.ndarray:
 
 def test_every_file_of_a_test_archive_is_accounted_for(archive, tmp_path, client):
     root, expect = archive
-    assert len(find_inputs([root]).files) + len(find_inputs([root]).not_fits) == len(expect)
+    found = find_inputs([root])
+    assert len(found.files) + len(found.not_fits) == len(expect)
     inputs = {p: _sha(p) for p in expect}
     out = tmp_path / "out"
     summary = dcr.process_archive(root, out, cluster=client, progress=False, use_groups=False)
-    assert {p: _outcome(summary, p) for p in expect} == expect
+    assert {p: archive_outcome(summary, p) for p in expect} == expect
     assert summary.exit_code == 1  # two files failed, each with its reason
     assert "--gain" in summary.failed[str(root.resolve() / "junk" / "adu_nogain.fits")]
     assert {p: _sha(p) for p in inputs} == inputs  # inputs byte-identical

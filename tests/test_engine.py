@@ -11,19 +11,11 @@ import pytest
 import torch
 from astropy.io import fits
 from conftest import real_file, synthetic_frame
-from distributed import Client, LocalCluster
 
 import deepcr_dask as dcr
 from deepcr_dask.distributed.engine import load_count
 from deepcr_dask.errors import InputError, ModelError
 from deepcr_dask.inference.devices import resolve_device, resolve_precision
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def _reference(image, mask="ACS-WFC", inpaint=None, **options):

@@ -12,7 +12,7 @@ import dask
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import real_file
+from conftest import archive_outcome, real_file
 from distributed import Client, LocalCluster, Nanny
 from test_products import write_hst
 
@@ -75,29 +75,12 @@ def mast(tmp_path_factory):
     return root, {p.resolve(): outcome for p, outcome in expect.items()}
 
 
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster) as c:
-            yield c
-
-
-def _outcome(summary, path: Path) -> str:
-    key = str(path)
-    if key in summary.failed:
-        return "failed"
-    if key in summary.skipped:
-        return "skipped:" + next(t for t in ("raw", "table", "combined", "spectrum", "dq", "up-the-ramp")
-                                 if f" {t}:" in summary.skipped[key])
-    return "suspect" if key in summary.suspect else "done" if key in summary.done else "missing"
-
-
 def test_a_mast_like_directory(mast, tmp_path, client):
     root, expect = mast
     inputs = {p: _sha(p) for p in root.rglob("*") if p.is_file()}
     out, store = tmp_path / "out", tmp_path / "out.zarr"
     summary = dcr.process_archive(root, out, zarr_path=store, cluster=client, progress=False, probability=True)
-    assert {p: _outcome(summary, p) for p in expect} == expect
+    assert {p: archive_outcome(summary, p) for p in expect} == expect
     assert summary.exit_code == 0 and not summary.failed
     assert {p: _sha(p) for p in inputs} == inputs  # inputs byte-identical
 

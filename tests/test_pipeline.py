@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from astropy.io import fits
 from conftest import real_file
-from distributed import Client, LocalCluster
 
 import deepcr_dask as dcr
 from deepcr_dask.archive.pipeline import CleanOptions, clean_file
@@ -78,13 +76,6 @@ def test_a_large_chip_through_dask_on_threads_equals_one_piece(tmp_path):
     _compare(whole, tiled)
     with fits.open(whole.fits_output) as a, fits.open(tiled.fits_output) as b:
         np.testing.assert_array_equal(a["DQ", 1].data, b["DQ", 1].data)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster) as c:
-            yield c
 
 
 def test_a_large_chip_in_an_archive_run_spreads_over_the_cluster(tmp_path, client):
