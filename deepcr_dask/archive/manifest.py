@@ -17,7 +17,7 @@ MANIFEST_NAME = "manifest.sqlite"
 COLUMNS = (
     "path", "chip", "status", "seconds", "cr_fraction", "cr_pixels", "pixels", "model", "weight_hash", "threshold",
     "options", "size", "mtime", "error", "fits_output", "zarr_group", "finished", "version", "instrument", "notes",
-    "group_name", "product",
+    "group_name", "product", "worker",
 )
 STATUSES = ("done", "suspect", "skipped", "failed")  # suspect: flagged, not inpainted, reasons in `error`
 _SCHEMA = """
@@ -25,12 +25,13 @@ CREATE TABLE IF NOT EXISTS chips (
     path TEXT NOT NULL, chip TEXT NOT NULL, status TEXT NOT NULL, seconds REAL, cr_fraction REAL,
     cr_pixels INTEGER, pixels INTEGER, model TEXT, weight_hash TEXT, threshold REAL, options TEXT,
     size INTEGER, mtime REAL, error TEXT, fits_output TEXT, zarr_group TEXT, finished TEXT,
-    version TEXT, instrument TEXT, notes TEXT, group_name TEXT, product TEXT,
+    version TEXT, instrument TEXT, notes TEXT, group_name TEXT, product TEXT, worker TEXT,
     PRIMARY KEY (path, chip)
 )
 """
 # Columns added since the first layout: an older manifest gains them when opened.
-_ADDED = {"version": "TEXT", "instrument": "TEXT", "notes": "TEXT", "group_name": "TEXT", "product": "TEXT"}
+_ADDED = {"version": "TEXT", "instrument": "TEXT", "notes": "TEXT", "group_name": "TEXT", "product": "TEXT",
+          "worker": "TEXT"}  # worker: the Dask worker address that cleaned the file (its node)
 
 
 @dataclass

@@ -6,8 +6,11 @@ pointing), groups repeat exposures (:mod:`deepcr_dask.archive.groups`) and submi
 :func:`process_file` / :func:`process_group` run :mod:`deepcr_dask.archive.pipeline` on the worker, which reads
 the pixels, cleans them with the worker's resident Cleaner and writes the cleaned FITS and Zarr groups
 itself, so pixels never travel through the driver. A bounded number of tasks is in flight; each result
-is recorded in the SQLite manifest as it lands. A task whose worker dies (and is rescheduled by the
-scheduler until it gives up) is recorded as failed with the reason; the run goes on.
+is recorded in the SQLite manifest as it lands. A task whose worker is lost (its node gone, its job
+preempted) is rescheduled by the scheduler on the workers that remain; the summary and the file's manifest
+notes say which worker was lost and when (:mod:`deepcr_dask.distributed.workers`). A task that loses its
+worker more than ``distributed.scheduler.allowed-failures`` times is recorded as failed with the reason.
+Temporary files of writes a lost worker began are removed when the run ends.
 
 Every file under the inputs is accounted for: cleaned, already complete, skipped by design (with its product
 type and the reason), failed, or not FITS by name (counted; listed with ``verbose``).
@@ -26,11 +29,11 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from .._version import __version__
+from ..distributed.workers import LostWorkers, worker_address
 from ..errors import InputError
 from ..io import remote
 from ..io import zarr as zarr_io
@@ -49,103 +52,19 @@ from .pipeline import (
     read_file,
     write_result,
 )
+from .progress import progress_bar
 from .staging import needs_staging, run_staged, staged_group
+from .summary import ArchiveSummary, tally
 
 __all__ = ["ArchiveOptions", "ArchiveSummary", "discover", "process_archive", "process_file", "process_group"]
 
 ArchiveOptions = CleanOptions  # the per-file settings an archive task carries
-NOTHING_CLEANED = 4  # the exit code of a run that cleaned nothing
-
-
-@dataclass
-class ArchiveSummary:
-    """Outcome of :func:`process_archive`."""
-
-    done: list[str] = field(default_factory=list)
-    already_done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    skipped_kinds: dict[str, str] = field(default_factory=dict)  # path -> product type
-    not_fits: list[str] = field(default_factory=list)  # files under the inputs whose names do not say FITS
-    suspect: dict[str, list[str]] = field(default_factory=dict)  # path -> "CHIP: reason" lines
-    outliers: dict[str, str] = field(default_factory=dict)  # "path CHIP" -> reason (the run's own distribution)
-    cr_pixels: int = 0
-    pixels: int = 0
-    seconds: float = 0.0
-    output_dir: str = ""
-    zarr_path: str | None = None
-    strict: bool = False
-    manifest_path: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """0 files cleaned, 1 some failed, 3 suspect chips under ``strict``, 4 nothing cleaned (for scripts and
-        SLURM)."""
-        if self.failed:
-            return 1
-        if not self.done and not self.already_done:
-            return NOTHING_CLEANED
-        return 3 if self.strict and self.suspect else 0
-
-    def skipped_by_kind(self) -> dict[str, tuple[int, str]]:
-        """Product type -> (files, one example), most files first."""
-        counts: dict[str, list[str]] = {}
-        for path in sorted(self.skipped):
-            counts.setdefault(self.skipped_kinds.get(path) or "other", []).append(path)
-        return {kind: (len(paths), paths[0]) for kind, paths in sorted(counts.items(), key=lambda kv: -len(kv[1]))}
-
-    def nothing_cleaned(self) -> str:
-        """The one line a run that cleaned nothing prints (empty otherwise)."""
-        if self.exit_code != NOTHING_CLEANED:
-            return ""
-        found = len(self.skipped) + len(self.not_fits)
-        if not found:
-            return "NOTHING CLEANED: no file found under the inputs (exit code 4)"
-        kinds = ", ".join(f"{n} {kind}" for kind, (n, _) in self.skipped_by_kind().items())
-        return (f"NOTHING CLEANED: {found} file(s) found, none an image to clean: "
-                f"{len(self.skipped)} skipped by design" + (f" ({kinds})" if kinds else "")
-                + f", {len(self.not_fits)} not FITS by name (exit code 4)")
-
-    def table(self, verbose: bool = False) -> str:
-        """The run's outcome as a Markdown table, then one line per failed, suspect and skipped file."""
-        nothing = self.nothing_cleaned()
-        lines = [nothing] if nothing else []
-        lines += [
-            "| outcome | files |",
-            "|---|---|",
-            f"| cleaned now | {len(self.done)} |",
-            f"| with suspect chips (flagged, not inpainted) | {len(self.suspect)} |",
-            f"| already complete | {len(self.already_done)} |",
-            f"| not cleaned by design | {len(self.skipped)} |",
-            f"| failed | {len(self.failed)} |",
-            f"| not FITS by name | {len(self.not_fits)} |",
-        ]
-        if self.skipped:
-            lines += ["", "| skipped as | files | for example |", "|---|---|---|"]
-            lines += [f"| {kind} | {n} | {Path(example).name} |"
-                      for kind, (n, example) in self.skipped_by_kind().items()]
-        fraction = self.cr_pixels / self.pixels if self.pixels else 0.0
-        lines.append(f"\n{self.cr_pixels} cosmic-ray pixels in {self.pixels} ({fraction:.4%}); "
-                     f"{self.seconds:.1f} s wall")
-        for path, reason in sorted(self.failed.items()):
-            lines.append(f"FAILED  {reason}" if reason.startswith(path) else f"FAILED  {path}: {reason}")
-        for path, reasons in sorted(self.suspect.items()):
-            lines += [f"SUSPECT {path} {reason}" for reason in reasons]
-        for key, reason in sorted(self.outliers.items()):
-            lines.append(f"OUTLIER {key}: {reason}")
-        for path, reason in sorted(self.skipped.items()):
-            lines.append(f"SKIPPED {reason}" if reason.startswith(path) else f"SKIPPED {path}: {reason}")
-        if verbose:
-            lines += [f"NOT FITS {path}" for path in self.not_fits]
-        elif self.not_fits:
-            lines.append(f"NOT FITS {len(self.not_fits)} file(s) whose names do not say FITS, e.g. "
-                         f"{self.not_fits[0]} (all listed with --verbose)")
-        return "\n".join(lines)
 
 
 def _base(path: str, options: CleanOptions) -> dict:
     size, mtime = remote.stamp(path)
-    return {"path": path, "size": size, "mtime": mtime, "options": options.key(), "version": __version__}
+    return {"path": path, "size": size, "mtime": mtime, "options": options.key(), "version": __version__,
+            "worker": worker_address()}
 
 
 def _failure(path: str, exc: BaseException, options: CleanOptions, start: float, status: str = "failed") -> dict:
@@ -404,11 +323,7 @@ def process_archive(
                            crmask_extension, probability, device, kernels, dask_chip_pixels or DASK_CHIP_PIXELS,
                            clean_anyway=tuple(clean_anyway), inpaint_suspect=inpaint_suspect, use_groups=use_groups,
                            fpr=fpr, compress=compress)
-    if zarr_path and not remote.is_url(zarr_path):
-        zarr_io.clear_temporary(zarr_path)
-    if isinstance(output, Path):
-        for stale in output.rglob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+    _clear_temporary(output, zarr_path)
     manifest_path = Path(manifest) if manifest else default_manifest_path(output)
     manifest_db = Manifest(manifest_path)
     summary = ArchiveSummary(output_dir=str(output), zarr_path=zarr_path, strict=strict,
@@ -425,6 +340,8 @@ def process_archive(
     try:
         if todo:
             _run(todo, layout, zarr_path, options, cluster, manifest_db, summary, max_in_flight, progress, report)
+            # A worker lost mid-write (its node gone) left its temporary files: the run is over, none is live.
+            _clear_temporary(output, zarr_path)
     finally:
         this_run = set(map(str, files))
         fractions = {}
@@ -437,6 +354,16 @@ def process_archive(
         manifest_db.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _clear_temporary(output: Path | str, zarr_path: str | None) -> None:
+    """Remove what interrupted writes left: half-written FITS copies (``.NAME.XXXX.tmp``) and Zarr groups
+    never renamed into place. Only when no task of this run can still be writing (before and after it)."""
+    if zarr_path and not remote.is_url(zarr_path):
+        zarr_io.clear_temporary(zarr_path)
+    if isinstance(output, Path):
+        for stale in output.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def _scan(todo: list[str], options: CleanOptions) -> tuple[list[ExposureInfo], list[dict]]:
@@ -459,7 +386,7 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
     infos, unclean = _scan(todo, options)
     for row in unclean:
         manifest.record([row])
-        _tally([row], summary)
+        tally([row], summary)
     groups = group_exposures(infos) if options.use_groups else [Group([i.path]) for i in infos]
     if not groups:
         return
@@ -468,14 +395,18 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
         ensure_plugin(TorchThreadsPlugin(), client)  # torch on each worker's own threads, not the nanny's one
         print(f"deepcr-dask: {len(infos)} file(s) to clean in {len(groups)} task(s); scheduler "
               f"{client.scheduler.address}; dashboard: {client.dashboard_link}", file=sys.stderr)
-        threads = sum(client.nthreads().values()) or 1
-        limit = max_in_flight or 2 * threads
+        if not client.nthreads():
+            # Batch jobs may wait in the queue: the GPU routing and the in-flight bound need a worker to see.
+            print("deepcr-dask: waiting for the first worker to start", file=sys.stderr)
+            client.wait_for_workers(1)
+        in_flight = _InFlightBound(client, max_in_flight)
         gpu = gpu_resources(client)  # a share of a GPU per task: the worker's threads batch together
         report_ctx = performance_report(filename=str(report)) if report else contextlib.nullcontext()
-        with report_ctx, _progress(len(infos), progress) as bar:
+        with report_ctx, progress_bar(len(infos), progress) as bar, LostWorkers(client) as lost:
             pending = iter(groups)
             futures = as_completed(with_results=False)
             submitted = {}
+            chains: dict[str, tuple[str, ...]] = {}  # the keys of a file's read/model/write tasks
 
             def submit(group: Group) -> None:
                 single = len(group.paths) == 1 and not group.within_file
@@ -488,6 +419,7 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
                                             key=f"deepcr-model-{stem}")
                     future = client.submit(write_task, cleaned, path, layout, zarr_path, options, pure=False,
                                            key=f"deepcr-write-{stem}")
+                    chains[future.key] = (read.key, cleaned.key)
                 else:
                     fn, what = (process_file, group.paths[0]) if single else (process_group, group)
                     # Model tasks ask for the GPU where workers have one; discovery and scanning never do.
@@ -496,10 +428,14 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
                 submitted[future.key] = group
                 futures.add(future)
 
-            for group in pending:
-                submit(group)
-                if futures.count() >= limit:
-                    break
+            def fill() -> None:
+                while futures.count() < in_flight.limit():
+                    group = next(pending, None)
+                    if group is None:
+                        return
+                    submit(group)
+
+            fill()
             for future in futures:
                 group = submitted.pop(future.key)
                 try:
@@ -508,80 +444,41 @@ def _run(todo, layout, zarr_path, options, cluster, manifest, summary, max_in_fl
                     reason = f"its worker died while cleaning it ({type(exc).__name__}: {exc})"
                     rows = [{**_failure(p, exc, options, time.perf_counter()), "error": f"{p}: {reason}",
                              "seconds": None} for p in group.paths]
+                reasons = [line for key in (future.key, *chains.pop(future.key, ())) for line in lost.reasons(key)]
+                if reasons:
+                    _note_retried(rows, group.paths, "; ".join(dict.fromkeys(reasons)), summary)
                 manifest.record(rows)
-                _tally(rows, summary)
+                tally(rows, summary)
                 bar.update(len(group.paths))
                 bar.set_postfix(failed=len(summary.failed), suspect=len(summary.suspect), refresh=False)
-                next_group = next(pending, None)
-                if next_group is not None:
-                    submit(next_group)
+                fill()
+        summary.lost_workers = [f"{worker} lost at {time.strftime('%H:%M:%S', time.localtime(when))} holding "
+                                f"{held} task(s)" for when, worker, held in lost.lost]
     finally:
         if owned is not None:
             owned.close()
 
 
-class _PlainProgress:
-    """Progress as whole lines for logs (SLURM output files): no carriage returns, one line every
-    ``interval`` seconds and one at the end."""
+class _InFlightBound:
+    """Tasks to keep submitted: ``fixed``, or twice the cluster's threads now (read at most every 5 s), so
+    workers that join late (batch jobs) or leave (a lost node) change it as the run goes."""
 
-    def __init__(self, total: int, interval: float = 30.0, stream=None):
-        self.total, self.interval, self.stream = total, interval, stream or sys.stderr
-        self.done, self.extra, self.start = 0, {}, time.monotonic()
-        self.last = self.start
+    def __init__(self, client, fixed: int | None, every: float = 5.0) -> None:
+        self.client, self.fixed, self.every = client, fixed, every
+        self._value, self._read = 2, -every
 
-    def __enter__(self):
-        return self
-
-    def update(self, n: int) -> None:
-        self.done += n
+    def limit(self) -> int:
+        if self.fixed:
+            return self.fixed
         now = time.monotonic()
-        if now - self.last >= self.interval or self.done >= self.total:
-            self.last = now
-            self._line(now)
-
-    def set_postfix(self, refresh: bool = False, **values) -> None:
-        self.extra = values
-
-    def _line(self, now: float) -> None:
-        minutes = max(now - self.start, 1e-9) / 60.0
-        extra = "".join(f", {v} {k}" for k, v in self.extra.items())
-        print(f"deepcr-dask: {self.done}/{self.total} files{extra} ({self.done / minutes:.1f} files/min)",
-              file=self.stream, flush=True)
-
-    def __exit__(self, *exc) -> None:
-        return None
+        if now - self._read >= self.every:
+            self._value, self._read = 2 * max(1, sum(self.client.nthreads().values())), now
+        return self._value
 
 
-def _in_notebook() -> bool:
-    """True inside a Jupyter kernel, where tqdm.auto draws a widget (its stderr is no terminal)."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _progress(total: int, enabled: bool):
-    """A tqdm bar on a terminal or in a notebook, plain lines every 30 s elsewhere, nothing when disabled."""
-    from tqdm.auto import tqdm
-
-    if enabled and not sys.stderr.isatty() and not _in_notebook():
-        return _PlainProgress(total)
-    return tqdm(total=total, unit="file", disable=not enabled, dynamic_ncols=True, mininterval=1.0)
-
-
-def _tally(rows: list[dict], summary: ArchiveSummary) -> None:
-    by_path: dict[str, list[dict]] = {}
+def _note_retried(rows: list[dict], paths: list[str], reason: str, summary: ArchiveSummary) -> None:
+    """Say in the summary and in each row's notes that these files' task ran again, and why."""
+    for path in paths:
+        summary.retried[path] = f"rescheduled: {reason}"
     for row in rows:
-        by_path.setdefault(row["path"], []).append(row)
-    for path, file_rows in by_path.items():
-        statuses = {row["status"] for row in file_rows}
-        if "failed" in statuses:
-            summary.failed[path] = next(row["error"] for row in file_rows if row["status"] == "failed")
-        elif statuses == {"skipped"}:
-            summary.skipped[path] = file_rows[0]["error"]
-            summary.skipped_kinds[path] = file_rows[0].get("product") or "other"
-        else:
-            summary.done.append(path)
-            reasons = [f"{row['chip']}: {row['error']}" for row in file_rows if row["status"] == "suspect"]
-            if reasons:
-                summary.suspect[path] = reasons
-
+        row["notes"] = "; ".join(filter(None, [row.get("notes"), f"rescheduled: {reason}"]))
