@@ -84,13 +84,14 @@ def _archive(args: argparse.Namespace) -> int:
             local["n_workers"] = args.workers
         handle = make_cluster("local", **local)
         cluster = handle
-    elif cluster == "slurm" and (args.jobqueue_config or args.workers or security):
+    elif cluster.split(":")[0] == "slurm":
         from .distributed.cluster import make_cluster
 
         options = {"config": args.jobqueue_config} if args.jobqueue_config else {}
-        if args.workers:
-            options["jobs"] = args.workers
-        handle = make_cluster("slurm", **options, **security)
+        if not args.workers:  # without jobs the run would wait for a worker that is never asked for
+            print("deepcr-dask: no --workers given: submitting 1 worker job (--workers N for more)", file=sys.stderr)
+        options["jobs"] = args.workers or 1
+        handle = make_cluster(cluster, **options, **security)
         cluster = handle
     elif security:
         from .distributed.cluster import make_cluster
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "for an output URL, under ~/.cache/deepcr-dask/manifests)")
     p.add_argument("--cluster", default="local",
                    help="local | cuda | slurm | tcp://ADDRESS | scheduler-file:PATH (default local)")
-    p.add_argument("--workers", type=int, help="worker processes (local) or jobs (slurm)")
+    p.add_argument("--workers", type=int, help="worker processes (local) or worker jobs (slurm; default 1)")
     p.add_argument("--jobqueue-config", help="jobqueue.yaml for --cluster slurm")
     p.add_argument("--overwrite", action="store_true", help="clean files again even if complete")
     p.add_argument("--no-fits", action="store_true", help="write no cleaned FITS files")

@@ -100,6 +100,12 @@ def test_shipped_jobqueue_yaml():
     cpu = slurm_job_script(config=str(config))
     gpu = slurm_job_script(config=str(config), config_name="slurm-gpu")
     assert "--gres" not in cpu
+    # The workers' malloc setting is exported once, whether the file already has it (it does) or not.
+    assert cpu.count("MALLOC_ARENA_MAX=1") == 1 and gpu.count("MALLOC_ARENA_MAX=1") == 1
+    assert "export MALLOC_ARENA_MAX=1" in slurm_job_script()
+    # CPU jobs: one single-threaded worker per core; the GPU section keeps one worker per GPU.
+    assert "--nworkers 4" in _worker_command(cpu) and "--nthreads 1" in _worker_command(cpu)
+    assert "--nworkers" not in _worker_command(gpu) and "--nthreads 8" in _worker_command(gpu)
     assert "#SBATCH --gres=gpu:1" in _sbatch_lines(gpu)
     assert "--resources GPU=1" in _worker_command(gpu)
     assert not (Path.cwd() / "dask-logs").exists() or (Path.cwd() / "dask-logs").is_dir()

@@ -195,7 +195,9 @@ def _connect(cluster):
         return cluster, None
     if isinstance(cluster, ClusterHandle):
         return cluster.client, None
-    handle = make_cluster(cluster or "local")
+    kind = cluster or "local"
+    # A SLURM cluster named by a string has no jobs yet: one worker job, so that the run can start.
+    handle = make_cluster(kind, jobs=1) if str(kind).lower().split(":")[0] == "slurm" else make_cluster(kind)
     return handle.client, handle
 
 
