@@ -107,3 +107,34 @@ usable_memory_mb() {
     [ "$mem_mb" -gt 256 ] || mem_mb=256
     echo "$mem_mb"
 }
+
+# The slurm.conf lines both test clusters share: munge, no cgroups, no accounting, short timeouts.
+conf_common() {
+    cat <<EOF
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CryptoType=crypto/munge
+MpiDefault=none
+# No cgroups in a container: plain process tracking, no task containment.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1000
+# No accounting database.
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+# A node that comes back (its slurmd registers again) returns to service by itself.
+ReturnToService=2
+# Short timeouts: tests wait for jobs to appear and to leave the queue, and for lost nodes to be DOWN.
+SlurmctldTimeout=30
+InactiveLimit=0
+KillWait=5
+MinJobAge=5
+SlurmctldDebug=info
+SlurmdDebug=info
+EOF
+}

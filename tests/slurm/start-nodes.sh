@@ -75,42 +75,21 @@ write_conf() {
     mem_mb=$(( $(usable_memory_mb) / NODES ))
     install -d -m 0755 "$CONF_DIR"
     {
+        echo "# Multi-node test cluster written by tests/slurm/start-nodes.sh; nodes are network namespaces."
+        echo "ClusterName=deepcrnodes"
+        conf_common
         cat <<EOF
-# Multi-node test cluster written by tests/slurm/start-nodes.sh; nodes are network namespaces on one machine.
-ClusterName=deepcrnodes
 SlurmctldHost=localhost($NET.1)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=6818
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CryptoType=crypto/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=1000
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-SchedulerType=sched/backfill
-# A node that comes back (its slurmd registers again) returns to service by itself.
-ReturnToService=2
 # A node that stops answering is DOWN after 20 s and its jobs end as NODE_FAIL.
-SlurmctldTimeout=30
 SlurmdTimeout=20
-InactiveLimit=0
-KillWait=5
-MinJobAge=5
 StateSaveLocation=$CTLD_SPOOL
 SlurmdSpoolDir=$SLURMD_SPOOL/%n
 SlurmctldPidFile=/run/slurmctld-nodes.pid
 SlurmdPidFile=/run/slurmd-nodes-%n.pid
 SlurmctldLogFile=$LOG_DIR/nodes-slurmctld.log
 SlurmdLogFile=$LOG_DIR/nodes-slurmd-%n.log
-SlurmctldDebug=info
-SlurmdDebug=info
 EOF
         for i in $(seq 1 "$NODES"); do
             echo "NodeName=node$i NodeAddr=$NET.1$i CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN"

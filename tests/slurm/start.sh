@@ -39,44 +39,23 @@ write_conf() {
     cpus="$(nproc)"
     mem_mb="$(usable_memory_mb)"
     install -d -m 0755 "$CONF_DIR"
-    cat >"$CONF" <<EOF
-# Single-node test cluster written by tests/slurm/start.sh; rewritten whenever the daemons are (re)started.
-ClusterName=deepcrdask
-SlurmctldHost=$NODE
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CryptoType=crypto/munge
-MpiDefault=none
-# No cgroups in a container: plain process tracking, no task containment.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=1000
-# No accounting database.
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-SchedulerType=sched/backfill
-ReturnToService=2
-# Short timeouts: tests wait for jobs to appear and to leave the queue.
-SlurmctldTimeout=30
+    {
+        echo "# Single-node test cluster written by tests/slurm/start.sh; rewritten whenever the daemons are (re)started."
+        echo "ClusterName=deepcrdask"
+        echo "SlurmctldHost=$NODE"
+        conf_common
+        cat <<EOF
 SlurmdTimeout=30
-InactiveLimit=0
-KillWait=5
-MinJobAge=5
 StateSaveLocation=$CTLD_SPOOL
 SlurmdSpoolDir=$SLURMD_SPOOL
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
+    } >"$CONF"
     say "wrote $CONF (CPUs=$cpus, RealMemory=${mem_mb}M, partition $PARTITION)"
 }
 
