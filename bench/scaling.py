@@ -12,6 +12,10 @@ The same seeded synthetic frames (default 16 of 2048x2048 float32, in electrons)
   frame, persisted before timing), so no image data leaves the client; outputs are reduced on the
   workers (``mask.sum()``, ``cleaned.sum()``, one ``dask.compute``), so none comes back.
 
+The ``archive-slurm-*`` rows run the archive on the multi-node test SLURM (``tests/slurm/start-nodes.sh``): one
+job on one node (1 worker x 2 threads, or 2 x 1), or one single-threaded job on each of two nodes; the same two
+cores in all. ``--name scaling-nodes`` keeps their table apart from the main one.
+
 Every configuration runs in its own child process (and cluster), so peak RSS values are its own.
 Model loading and a warm-up clean happen before the clock starts and are reported separately, as is
 frame generation. The mask pixel count and cleaned-image sum of every configuration are compared
@@ -22,20 +26,19 @@ Usage::
     python bench/scaling.py                      # 16 x 2048^2, seven configurations (~20 min, 2 idle cores)
     python bench/scaling.py --quick              # 4 x 1024^2, prints only
     python bench/scaling.py --frames 8 --size 1024 --configs cleaner-2t cluster-1x2-full
+    python bench/scaling.py --frames 6 --rounds 2 --name scaling-nodes --configs archive-inprocess archive-1x2 \
+        archive-2x1 archive-slurm-1node-1x2 archive-slurm-1node-2x1 archive-slurm-2nodes-2x1
 
-Writes ``bench/results/scaling.md`` and ``bench/results/scaling.json`` (unless ``--quick`` or
-``--no-write``).
+Writes ``bench/results/scaling.md`` and ``bench/results/scaling.json`` (``--name`` for another stem; unless
+``--quick`` or ``--no-write``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -69,12 +72,21 @@ CONFIGS: dict[str, tuple[str, int, int, str | None]] = {
     "archive-inprocess": ("archive-inprocess", 1, 2, None),
     "archive-1x2": ("archive", 1, 2, None),
     "archive-2x1": ("archive", 2, 1, None),
+    # The same on the multi-node test SLURM (tests/slurm/start-nodes.sh): one job on one node, or one job
+    # on each of two nodes, the same 2 cores in all; workers are SLURM jobs inside the nodes' namespaces.
+    "archive-slurm-1node-1x2": ("archive-slurm", 1, 2, None),
+    "archive-slurm-1node-2x1": ("archive-slurm", 2, 1, None),
+    "archive-slurm-2nodes-2x1": ("archive-slurm", 2, 1, None),
     # Not run by default:
     "cluster-2x1-half": ("cluster", 2, 1, "half"),
     "cluster-1x1-full": ("cluster", 1, 1, "full"),
 }
 DEFAULT_CONFIGS = ["cleaner-2t", "cleaner-1t", "dask-sync", "cluster-1x2-full", "cluster-1x2-half",
                    "cluster-2x1-full", "cluster-1x2-cleaner"]
+# SLURM rows: (jobs, cores per job, worker processes per job, one job per node)
+SLURM_JOBS = {"archive-slurm-1node-1x2": (1, 2, 1, False), "archive-slurm-1node-2x1": (1, 2, 2, False),
+              "archive-slurm-2nodes-2x1": (2, 1, 1, True)}
+NODES_JSON = Path(os.environ.get("DEEPCR_DASK_SLURM_NODES", "/etc/slurm-nodes/cluster.json"))
 OVERHEAD_ROW = "cluster-1x2-full"  # "overhead of the Dask path over the plain Cleaner on one worker"
 SAME_WORKER_ROW = "cluster-1x2-cleaner"  # the plain Cleaner on that same worker
 
@@ -133,7 +145,7 @@ def _maxrss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
 
 
-def _chunk(kind: str | None, size: int) -> int | None:
+def chunk_side(kind: str | None, size: int) -> int | None:
     return None if kind is None else (size if kind == "full" else max(1, size // 2))
 
 
@@ -188,7 +200,7 @@ def run_in_process(name: str, frames: int, size: int, repeats: int = 1) -> dict:
         import dask
         import dask.array as da
 
-        chunk = _chunk(chunk_kind, size)
+        chunk = chunk_side(chunk_kind, size)
         t0 = time.perf_counter()
         m, c = dcr.clean_dask(da.from_array(warm), mask=MODEL, device="cpu")
         dask.compute(m.sum(), c.sum(dtype=np.float64), scheduler="synchronous")
@@ -259,7 +271,7 @@ def run_cluster(name: str, frames: int, size: int, repeats: int = 1) -> dict:
     import deepcr_dask as dcr
 
     kind, workers, threads, chunk_kind = CONFIGS[name]
-    chunk = _chunk(chunk_kind, size)
+    chunk = chunk_side(chunk_kind, size)
     t0 = time.perf_counter()
     handle = dcr.make_cluster("local", n_workers=workers, threads_per_worker=threads, silence_logs=40)
     try:
@@ -336,7 +348,9 @@ def run_archive(name: str, frames: int, size: int, repeats: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="deepcr-scaling-") as tmp:
         t0 = time.perf_counter()
         paths = _write_archive(Path(tmp) / "in", frames, size)
-        warm = _write_archive(Path(tmp) / "warm", 1, WARMUP_SIZE)
+        # One warm-up file per worker thread, so that every worker builds its Cleaner (the archive's own
+        # configuration: a Cleaner of another one would be a second model in memory) before the clock starts.
+        warm = _write_archive(Path(tmp) / "warm", 2 * workers * threads, WARMUP_SIZE)
         generate_s = time.perf_counter() - t0
         options = CleanOptions(model=MODEL, device="cpu")
         if kind == "archive-inprocess":
@@ -354,13 +368,18 @@ def run_archive(name: str, frames: int, size: int, repeats: int = 1) -> dict:
             walls, sums, graph = _timed(run, repeats)
             return _record(load_s, generate_s, warmup_s, walls, graph, sums, rss_gb=[_maxrss_gb()],
                            loads=[engine.load_count()])
-        handle = dcr.make_cluster("local", n_workers=workers, threads_per_worker=threads, silence_logs=40)
+        if kind == "archive-slurm":
+            handle = _slurm_nodes_cluster(name, Path(tmp))
+        else:
+            handle = dcr.make_cluster("local", n_workers=workers, threads_per_worker=threads, silence_logs=40)
         try:
-            handle.wait_for_workers(workers)
+            handle.wait_for_workers(workers, timeout=300)
+            if kind == "archive-slurm":
+                hosts = {info["host"] for info in handle.client.scheduler_info()["workers"].values()}
+                assert len(hosts) == (2 if SLURM_JOBS[name][3] else 1), hosts
             t0 = time.perf_counter()
             dcr.process_archive(warm, Path(tmp) / "warm-out", cluster=handle, model=MODEL, device="cpu",
                                 progress=False)
-            handle.client.run(_clean_frame, make_frame(WARMUP_INDEX, WARMUP_SIZE))  # torch warm in every worker
             load_s = warmup_s = time.perf_counter() - t0
             counter = iter(range(1000))
 
@@ -382,6 +401,19 @@ def run_archive(name: str, frames: int, size: int, repeats: int = 1) -> dict:
                            torch_threads=[s[2] for s in stats.values()], client_rss_gb=_maxrss_gb())
         finally:
             handle.close()
+
+
+def _slurm_nodes_cluster(name: str, folder: Path):
+    """Worker jobs on the multi-node test SLURM (its description written by tests/slurm/start-nodes.sh)."""
+    import deepcr_dask as dcr
+
+    nodes = json.loads(NODES_JSON.read_text())
+    os.environ["SLURM_CONF"] = nodes["conf"]
+    jobs, cores, processes, spread = SLURM_JOBS[name]
+    return dcr.make_cluster(
+        "slurm", jobs=jobs, cores=cores, processes=processes, memory="6GB", walltime="00:30:00",
+        queue=nodes["partition"], interface=nodes["interface"], log_directory=str(folder / "job-logs"),
+        local_directory=str(folder), job_extra_directives=["--exclusive"] if spread else [], silence_logs=40)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -438,186 +470,6 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     return result
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    mem = 0
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        mem = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:")), 0)
-
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "-"
-
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "memory_gib": round(mem / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": {d: version(d) for d in ("deepcr-dask", "torch", "numpy", "dask", "distributed")},
-    }
-
-
-def merge_rounds(configs: list[str], rounds: list[list[dict]]) -> list[dict]:
-    """One result per configuration: its fastest round, with every round's wall time and others' CPU."""
-    merged = []
-    for name in configs:
-        runs = [r for results in rounds for r in results if r["name"] == name]
-        ok = [r for r in runs if "error" not in r]
-        if not ok:
-            merged.append(runs[0])
-            continue
-        best = dict(min(ok, key=lambda r: r["wall_s"]))
-        best["rounds_s"] = [r["wall_s"] for r in ok]
-        best["rounds_others_cores"] = [r["others_cores"] for r in ok]
-        best["rss_gb_all_rounds"] = max(max(r["rss_gb"]) for r in ok)
-        merged.append(best)
-    return merged
-
-
-def summarise(results: list[dict], frames: int, size: int) -> list[dict]:
-    mpix = frames * size * size / 1e6
-    base = next((r for r in results if r["name"] == BASELINE and "error" not in r), None)
-    by_name = {r["name"]: r for r in results if "error" not in r}
-    rows = []
-    for r in results:
-        kind, workers, threads, chunk_kind = CONFIGS[r["name"]]
-        row = {"name": r["name"], "workers": workers, "threads": threads, "chunk": _chunk(chunk_kind, size),
-               "in_process": kind not in ("cluster", "cluster-cleaner", "archive")}
-        if "error" in r:
-            rows.append({**row, "error": True})
-            continue
-        row.update(wall_s=r["wall_s"], mpix_s=mpix / r["wall_s"], rss_gb=max(r["rss_gb"]),
-                   overhead=(r["wall_s"] - base["wall_s"]) / base["wall_s"] if base else None,
-                   others_cores=r["others_cores"])
-        archive_base = by_name.get("archive-inprocess")
-        if kind == "archive" and archive_base:  # against the same files cleaned in-process (cr pixels only)
-            row["vs_archive_inprocess"] = (r["wall_s"] - archive_base["wall_s"]) / archive_base["wall_s"]
-            row["matches_baseline"] = [a[0] for a in r["sums"]] == [b[0] for b in archive_base["sums"]]
-        elif base:
-            row["matches_baseline"] = all(
-                a[0] == b[0] and abs(a[1] - b[1]) <= 1e-6 * abs(b[1]) for a, b in zip(r["sums"], base["sums"]))
-        rows.append(row)
-    return rows
-
-
-def _table(rows: list[dict]) -> str:
-    lines = ["| configuration | workers×threads | chunks | wall s | Mpix/s | per-worker peak RSS GB "
-             "| overhead vs Cleaner | others' CPU (cores) |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        where = "in-process" if row["in_process"] else f"{row['workers']}×{row['threads']}"
-        if row["in_process"]:
-            where += f" (torch {row['threads']})" if row["name"].startswith(("cleaner", "archive")) else \
-                " (sync, torch 2)"
-        chunks = "-" if row["chunk"] is None else f"{row['chunk']}²"
-        if row.get("error"):
-            lines.append(f"| {row['name']} | {where} | {chunks} | failed | | | | |")
-            continue
-        overhead = "-" if row["overhead"] is None or row["name"] == BASELINE else f"{row['overhead']:+.1%}"
-        if row["name"] == OVERHEAD_ROW and row["overhead"] is not None:
-            overhead = f"**{overhead}**"
-        check = "" if row.get("matches_baseline", True) else " (output differs!)"
-        if "vs_archive_inprocess" in row:
-            overhead += f" ({row['vs_archive_inprocess']:+.1%} vs archive-inprocess)"
-        lines.append(f"| {row['name']}{check} | {where} | {chunks} | {row['wall_s']:.1f} | {row['mpix_s']:.2f} "
-                     f"| {row['rss_gb']:.2f} | {overhead} | {row['others_cores']:.2f} |")
-    return "\n".join(lines)
-
-
-def _noisy(rows: list[dict], threshold: float = 0.25) -> list[str]:
-    """Warning naming the rows timed while other processes used more than ``threshold`` cores."""
-    noisy = [row["name"] for row in rows if not row.get("error") and row["others_cores"] > threshold]
-    if not noisy:
-        return []
-    return [f"- **Not comparable**: other jobs used more than {threshold} cores on average while "
-            f"{', '.join(f'`{n}`' for n in noisy)} ran; on a 2-core machine that alone can lengthen a row by "
-            "50% or more, so differences against the quiet rows are not overheads of the code measured."]
-
-
-def _same_worker(rows: list[dict]) -> list[str]:
-    """Note comparing clean_dask with the plain Cleaner on the same 1-worker cluster, when both ran."""
-    ok = {row["name"]: row for row in rows if not row.get("error")}
-    if OVERHEAD_ROW not in ok or SAME_WORKER_ROW not in ok:
-        return []
-    dask_s, plain_s = ok[OVERHEAD_ROW]["wall_s"], ok[SAME_WORKER_ROW]["wall_s"]
-    return [f"- clean_dask against the plain Cleaner submitted per frame to the same kind of worker "
-            f"(`{OVERHEAD_ROW}` vs `{SAME_WORKER_ROW}`, both running two frames at a time): "
-            f"{(dask_s - plain_s) / plain_s:+.1%}."]
-
-
-def report(results: list[dict], rows: list[dict], args: argparse.Namespace, info: dict, total_s: float,
-           started: str) -> str:
-    by_name = {r["name"]: r for r in results if "error" not in r}
-    gen = [r["generate_s"] / args.frames for r in by_name.values() if not CONFIGS[r["name"]][0].startswith("cluster")]
-    overhead = next((row["overhead"] for row in rows if row["name"] == OVERHEAD_ROW and not row.get("error")), None)
-    lines = [
-        "# Scaling: clean_dask against the plain Cleaner",
-        "",
-        f"{args.frames} synthetic {args.size}x{args.size} float32 frames ({args.frames * args.size**2 / 1e6:.1f} Mpix; "
-        f"sky ~100 e-, stars, Poisson + 5 e- read noise, ~0.5% cosmic-ray pixels, seed {SEED}), "
-        f"`{MODEL}` mask + median inpainting on the CPU. Run {started} by `python bench/scaling.py"
-        f"{'' if not args.argv else ' ' + ' '.join(args.argv)}` in {total_s / 60:.1f} min.",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {info['platform']}; "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
-        "",
-        _table(rows),
-        "",
-        "- *wall s*: cleaning only (graph building included for the Dask rows); model load, warm-up and frame "
-        "generation excluded"
-        + (f"; the fastest of {args.repeats} passes per process" if args.repeats > 1 else "")
-        + (f"; the fastest of {args.rounds} interleaved rounds (each round's time is listed below)"
-           if args.rounds > 1 else "")
-        + ". *Mpix/s* = image pixels / wall s.",
-        "- *per-worker peak RSS*: `ru_maxrss` of each worker process (the largest is shown), or of the child "
-        "process for in-process rows; it includes the frames the process holds (16.8 MB per 2048² frame: "
-        "in-process rows hold all of them, cluster workers their persisted share).",
-        f"- *overhead vs Cleaner* = (wall − wall of `{BASELINE}`) / wall of `{BASELINE}`. The overhead of the Dask "
-        f"path over the plain Cleaner on one worker is the `{OVERHEAD_ROW}` row"
-        + (f": **{overhead:+.1%}** (target < {OVERHEAD_TARGET:.0%})." if overhead is not None else "."),
-        *_same_worker(rows),
-        "- *others' CPU*: CPU the rest of the machine used during the row (cores, averaged, over the whole child "
-        "process); non-zero values mean the timing shared the cores with other jobs.",
-        *_noisy(rows),
-        "",
-        "| configuration | model load s | warm-up s | frame generation s/frame | cluster start s | tasks "
-        "| graph build s | Cleaners built per worker | load avg (1 min) before → after | wall s, every round |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
-    ]
-    for r in results:
-        if "error" in r:
-            continue
-        g = r.get("graph") or {}
-        start = f"{r['cluster_start_s']:.1f}" if "cluster_start_s" in r else "-"
-        build = f"{g['build_s']:.2f}" if "build_s" in g else "-"
-        lines.append(
-            f"| {r['name']} | {r['load_s']:.2f} | {r['warmup_s']:.2f} | {r['generate_s'] / args.frames:.2f} "
-            f"| {start} | {g.get('tasks') or '-'} | {build} | {r['loads']} "
-            f"| {r['loadavg_before'][0]:.2f} → {r['loadavg_after'][0]:.2f} "
-            f"| {', '.join(f'{w:.1f}' for w in r.get('rounds_s', [r['wall_s']]))} |"
-        )
-    lines += [
-        "",
-        "Model load: in-process rows time importing torch and building the Cleaner; cluster rows time the first "
-        "`clean_dask` call, which registers the `CleanerPlugin` (every worker imports deepcr_dask and torch and "
-        "builds its Cleaner once, as the *Cleaners built* column confirms). Frame generation on the cluster is "
-        "the persist of one generator task per frame across all workers (wall time / frames)."
-        + (f" In-process generation costs {np.mean(gen):.2f} s per frame." if gen else ""),
-    ]
-    checked = [row for row in rows if "matches_baseline" in row]
-    mismatched = [row["name"] for row in checked if not row["matches_baseline"]]
-    if checked:
-        lines += ["", "Outputs: " + (f"differ from the baseline's in {', '.join(mismatched)}!" if mismatched else
-                                     "every configuration's mask pixel counts and cleaned-image sums (per frame) "
-                                     "match the baseline's.")]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -636,6 +488,7 @@ def main(argv: list[str] | None = None) -> None:
                              "(other processes below a quarter of a core over 2 s)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="output folder")
+    parser.add_argument("--name", default="scaling", help="results file stem (default scaling: .md and .json)")
     parser.add_argument("--one", choices=list(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -650,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
         configs = [BASELINE, *configs]
 
     started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    from scaling_report import machine_info
+
     info = machine_info()
     print(f"{args.frames} frames of {args.size}², {info['cores']} cores; load average {os.getloadavg()[0]:.2f}",
           flush=True)
@@ -665,6 +520,8 @@ def main(argv: list[str] | None = None) -> None:
             if "error" not in result:
                 print(f"  {name:22s} {result['wall_s']:7.1f} s   (others used {result['others_cores']:.2f} cores)",
                       flush=True)
+    from scaling_report import merge_rounds, report, summarise
+
     results = merge_rounds(configs, rounds)
     total_s = time.perf_counter() - t_start
     rows = summarise(results, args.frames, args.size)
@@ -674,12 +531,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick or args.no_write:
         return
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "scaling.md").write_text(text)
+    (args.results / f"{args.name}.md").write_text(text)
     payload = {"started": started, "total_s": total_s, "frames": args.frames, "size": args.size, "model": MODEL,
                "seed": SEED, "machine": info, "baseline": BASELINE, "overhead_row": OVERHEAD_ROW,
                "rows": rows, "results": results}
-    (args.results / "scaling.json").write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"wrote {args.results / 'scaling.md'} and {args.results / 'scaling.json'}")
+    (args.results / f"{args.name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {args.results / args.name}.md and .json")
 
 
 if __name__ == "__main__":
