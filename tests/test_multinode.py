@@ -6,9 +6,10 @@ worker jobs through dask-jobqueue as a user would (``deepcr-dask archive --clust
 inside the nodes' namespaces and reach the driver's scheduler across the bridge. Inputs and outputs are on
 a folder every node sees, as on a cluster's shared file system.
 
-Each run is compared with a reference run of the same inputs on a local cluster: the FITS copies byte for
-byte (but for the cards that carry the time they were written), the Zarr stores file for file (but for the
-``date`` attribute) and the manifests row for row (but for timings, the output folder and the worker).
+The first run goes over TLS (``--tls``), the others over plain TCP. Each run is compared with a reference run
+of the same inputs on a local cluster: the FITS copies byte for byte (but for the cards that carry the time
+they were written), the Zarr stores file for file (but for the ``date`` attribute) and the manifests row for
+row (but for timings, the output folder and the worker).
 
 Losing a node is done as a node dies: its link goes down first (no connection is closed politely), then
 every process in its namespace (slurmd, the job, the Dask nanny and worker) is killed. The scheduler finds
@@ -250,17 +251,20 @@ def _node_of(info: dict, worker: str) -> str:
 # ------------------------------------------------------------------------------------------------- tests
 
 
-def test_archive_across_two_nodes_equals_a_local_run(nodes, archive, tmp_path):
+def test_archive_across_two_nodes_over_tls_equals_a_local_run(nodes, archive, tmp_path):
     config = _jobqueue_yaml(tmp_path, nodes)
     out = tmp_path / "out"
     start = time.perf_counter()
-    run = subprocess.run(_archive_cmd(archive, out, config), capture_output=True, text=True, timeout=600,
-                         env=_env(nodes))
+    # --tls: temporary certificates; dask-jobqueue hands the workers theirs through files in its shared
+    # temporary directory (the driver's working directory), which the nodes read from the shared folder.
+    run = subprocess.run([*_archive_cmd(archive, out, config), "--tls"], capture_output=True, text=True,
+                         timeout=600, env=_env(nodes), cwd=tmp_path)
     seconds = time.perf_counter() - start
     _drain_queue(nodes)
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     assert re.search(rf"cleaned now \| {N_FILES} \|", run.stdout), run.stdout
-    assert re.search(r"scheduler tcp://" + re.escape(nodes["controller"]), run.stderr), run.stderr[-2000:]
+    # The scheduler listens on the cluster network's address, encrypted.
+    assert re.search(r"scheduler tls://" + re.escape(nodes["controller"]), run.stderr), run.stderr[-2000:]
     rows = _same_as_reference(archive, out)
     # The work was shared: both nodes cleaned files, each from inside its own namespace.
     by_node: dict[str, int] = {}
