@@ -84,7 +84,7 @@ def _archive(args: argparse.Namespace) -> int:
             local["n_workers"] = args.workers
         handle = make_cluster("local", **local)
         cluster = handle
-    elif cluster.split(":")[0] == "slurm":
+    elif cluster.lower().split(":")[0] == "slurm":
         from .distributed.cluster import make_cluster
 
         options = {"config": args.jobqueue_config} if args.jobqueue_config else {}

@@ -32,6 +32,19 @@ def client():
             yield c
 
 
+def files_done(manifest: Path) -> int:
+    """Files a running archive has recorded as done (read-only, beside the driver writing it); 0 before it exists."""
+    import sqlite3
+
+    if not Path(manifest).exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{manifest}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT COUNT(DISTINCT path) FROM chips WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:  # the driver is creating it
+        return 0
+
+
 def archive_outcome(summary, path: Path) -> str:
     """What an archive run did to one file: failed, skipped:<product type>, not-fits, suspect, done or missing."""
     key = str(path)

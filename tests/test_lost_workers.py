@@ -13,20 +13,13 @@ import threading
 import time
 
 import pytest
+from conftest import files_done
 
 from deepcr_dask.archive import process_archive
 from deepcr_dask.demo import make_demo_archive
 from deepcr_dask.distributed.workers import worker_address
 
 pytestmark = pytest.mark.slow
-
-
-def _done(manifest) -> int:
-    try:
-        with sqlite3.connect(f"file:{manifest}?mode=ro", uri=True, timeout=5) as db:
-            return db.execute("SELECT COUNT(DISTINCT path) FROM chips WHERE status = 'done'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def test_a_killed_worker_s_tasks_are_rescheduled_and_reported(tmp_path):
@@ -43,7 +36,7 @@ def test_a_killed_worker_s_tasks_are_rescheduled_and_reported(tmp_path):
             tmp_path / "in", out, zarr_path=tmp_path / "out.zarr", cluster=client, progress=False)))
         run.start()
         deadline = time.monotonic() + 240
-        while _done(out / "manifest.sqlite") < 2 and run.is_alive() and time.monotonic() < deadline:
+        while files_done(out / "manifest.sqlite") < 2 and run.is_alive() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert run.is_alive(), "the run ended before the worker could be killed"
         os.kill(victim_pid, signal.SIGKILL)  # the nanny starts a new worker; the scheduler reschedules

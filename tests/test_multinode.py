@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import files_done
 
 from deepcr_dask.io.zarr import staging_dir
 
@@ -225,19 +226,9 @@ def _same_as_reference(archive: dict, out: Path) -> list[dict]:
     return rows
 
 
-def _rows_done(manifest: Path) -> int:
-    if not manifest.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{manifest}?mode=ro", uri=True, timeout=5) as db:
-            return db.execute("SELECT COUNT(DISTINCT path) FROM chips WHERE status = 'done'").fetchone()[0]
-    except sqlite3.Error:  # the driver is creating it
-        return 0
-
-
 def _wait_for_rows(proc: subprocess.Popen, manifest: Path, n: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while _rows_done(manifest) < n:
+    while files_done(manifest) < n:
         assert proc.poll() is None, f"the run ended before {n} files were done:\n{proc.communicate()[0][-3000:]}"
         assert time.monotonic() < deadline, f"fewer than {n} files done after {timeout} s"
         time.sleep(0.2)

@@ -119,4 +119,3 @@ def tally(rows: list[dict], summary: ArchiveSummary) -> None:
             reasons = [f"{row['chip']}: {row['error']}" for row in file_rows if row["status"] == "suspect"]
             if reasons:
                 summary.suspect[path] = reasons
-
